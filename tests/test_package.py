@@ -1,0 +1,87 @@
+"Tests of the installed package: the console command, bad input, the model cache."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+SHARED = ROOT.parent/'shared'/'data'
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason='../shared/data is absent (CI always has it)')
+
+def ift_nb(*args, env=None):
+    return subprocess.run(['ift_nb', *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+def test_console_script_help():
+    r = ift_nb('--help')
+    assert r.returncode == 0 and 'pretrain' in r.stdout and 'check' in r.stdout
+
+def test_package_data_installed():
+    from ift_nb.base import embedded_path
+    from ift_nb.data import load_embedded
+    for f in ('sentiment.jsonl', 'summarization.jsonl', 'corpus.txt'): assert embedded_path(f).stat().st_size > 0
+    sent = load_embedded('sentiment')
+    assert len(sent) >= 200 and {r.output for r in sent} == {'正面', '负面', 'positive', 'negative'}
+    assert len(load_embedded('summarization')) >= 60
+
+@pytest.mark.parametrize('content,where', [
+    ('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": ""}\n', "line 2, field 'output': empty answer"),
+    ('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": "b"\n', "line 2: invalid JSON"),
+    ('{"instruction": "a", "output": 7}\n', "line 1, field 'output': expected a string"),
+    ('{"output": "b"}\n', "line 1, field 'instruction': missing field"),
+    ('', 'the file is empty'),
+])
+def test_check_bad_file(tmp_path, content, where):
+    p = tmp_path/'d.jsonl'; p.write_text(content, encoding='utf-8')
+    r = ift_nb('check', str(p))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert str(p) in r.stderr and where in r.stderr
+    assert 'Traceback' not in r.stderr
+
+def test_check_gbk_and_directory(tmp_path):
+    p = tmp_path/'gbk.jsonl'; p.write_bytes('{"instruction": "判断", "output": "正面"}\n'.encode('gbk'))
+    r = ift_nb('check', str(p))
+    assert r.returncode == 2 and 'line 1: not UTF-8' in r.stderr and 'Traceback' not in r.stderr
+    r = ift_nb('check', str(tmp_path))
+    assert r.returncode == 2 and 'is a directory' in r.stderr
+
+def test_check_lenient_counts_skips(tmp_path):
+    p = tmp_path/'d.jsonl'
+    p.write_text('{"instruction": "a", "output": "正面"}\n{"instruction": "a", "output": "中性"}\n{"x": 1}\n', encoding='utf-8')
+    r = ift_nb('check', str(p), '--labels', '正面,负面', '--lenient')
+    assert r.returncode == 0
+    assert 'read 3 rows, kept 1, skipped 2' in r.stdout and 'line 2' in r.stdout
+
+def test_interrupted_save_leaves_no_model(tmp_path, monkeypatch):
+    "A crash while the model is written leaves neither a half-written model nor temp folders in the cache."
+    import ift_nb.base as base
+    monkeypatch.setenv('IFT_NB_CACHE', str(tmp_path))
+    texts = ['这家酒店很好，服务周到。', 'The food was cold and the staff rude.'] * 200
+    def boom(*a, **k): raise RuntimeError('disk full')
+    monkeypatch.setattr(base.PreTrainedTokenizerFast, 'save_pretrained', boom)
+    with pytest.raises(RuntimeError, match='disk full'): base.base_model_path(corpus=texts, steps=2, vocab_size=300)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo(); monkeypatch.setenv('IFT_NB_CACHE', str(tmp_path))
+    p = base.base_model_path(corpus=texts, steps=2, vocab_size=300)
+    assert [q.name for q in tmp_path.iterdir()] == [p.name] and (p/'model.safetensors').exists()
+    model, tok = base.load_base(p)
+    assert base.pretrain_info(p)['steps'] == 2 and tok.pad_token == '<|pad|>'
+
+def test_cache_key_changes_with_settings_and_corpus():
+    from ift_nb.base import base_model_key
+    a = base_model_key(['x'], size='tiny', steps=2)
+    assert a == base_model_key(['x'], size='tiny', steps=2)
+    assert a != base_model_key(['x'], size='tiny', steps=3) and a != base_model_key(['y'], size='tiny', steps=2)
+
+@needs_shared
+def test_shared_sets_load_in_one_call():
+    from ift_nb.data import load_shared, SHARED as sets
+    for name in sets:
+        recs = load_shared(name, data_dir=SHARED)
+        assert len(recs) > 800 and recs.report.n_kept == recs.report.n_read, name
+
+@needs_shared
+def test_shared_tokenizer_masks_by_position():
+    from transformers import PreTrainedTokenizerFast
+    from ift_nb.data import encode, Record, IGNORE_INDEX
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(SHARED/'tokenizers/minimind_zh_bpe6400.json'), eos_token='<|endoftext|>', pad_token='<|endoftext|>')
+    ex = encode(Record('请将以下文本分类为正面或负面。', '房间不大，但很干净。', '正面'), tok)
+    assert tok.decode([i for i, l in zip(ex['input_ids'], ex['labels']) if l != IGNORE_INDEX]) == '正面<|endoftext|>'
