@@ -4,23 +4,24 @@
 
 # %% auto #0
 __all__ = ['INSTRUCTIONS', 'LABELS', 'SHARED', 'TEMPLATES', 'Record', 'DataError', 'LoadReport', 'RecordList', 'read_rows',
-           'parse_row', 'load_records', 'load_shared', 'load_embedded', 'PromptTemplate', 'ChatTemplate',
-           'get_template', 'encode', 'Collator', 'to_dataset', 'TokenizeReport', 'tokenize_dataset']
+           'parse_row', 'load_records', 'load_shared', 'load_embedded', 'load_data', 'drop_overlap', 'split_records',
+           'PromptTemplate', 'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator', 'to_dataset',
+           'TokenizeReport', 'tokenize_dataset']
 
-# %% ../nbs/02_data.ipynb #cf76ea48
+# %% ../nbs/02_data.ipynb #56b19a2d
 import csv, io, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from string import Formatter
 
-# %% ../nbs/02_data.ipynb #c7d727db
+# %% ../nbs/02_data.ipynb #12c60b84
 import torch
 import datasets
 from .base import embedded_path, shared_data_dir, _show_progress
 from .objective import IGNORE_INDEX
 
-# %% ../nbs/02_data.ipynb #d922e16f
+# %% ../nbs/02_data.ipynb #760eb993
 @dataclass
 class Record:
     "One instruction example: instruction + input -> output, with optional system prompt and earlier turns."
@@ -39,7 +40,7 @@ class Record:
         if with_answer: ms.append(dict(role='assistant', content=self.output))
         return ms
 
-# %% ../nbs/02_data.ipynb #c152430b
+# %% ../nbs/02_data.ipynb #fcccf845
 class DataError(ValueError):
     "A data problem, located: file, line or row, and field."
     def __init__(self, msg:str, path=None, line:int|None=None, field:str|None=None):
@@ -68,7 +69,7 @@ class RecordList(list):
     "A list of `Record`s with the `LoadReport` of how it was loaded."
     report: LoadReport|None = None
 
-# %% ../nbs/02_data.ipynb #e0e19e90
+# %% ../nbs/02_data.ipynb #08796ca3
 def _decode_lines(path, lenient=False):
     "Yield (line number, text); a line that is not UTF-8 raises, or with `lenient` yields a `DataError` in its place."
     with open(path, 'rb') as f:
@@ -116,7 +117,7 @@ def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
             else: yield line, dict(zip(names, row))
     else: raise DataError(f"unknown file type {suf!r}: use .json, .jsonl, .csv or .tsv", path)
 
-# %% ../nbs/02_data.ipynb #21ab1d7f
+# %% ../nbs/02_data.ipynb #46a02771
 _ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'model': 'assistant',
           'system': 'system', 'bot': 'assistant'}
 
@@ -177,7 +178,7 @@ def parse_row(row:dict, # one row of a data file
     rec.source = f"{path}:{line}" if path else None
     return rec
 
-# %% ../nbs/02_data.ipynb #b62edda5
+# %% ../nbs/02_data.ipynb #fc8964a8
 def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
                  columns:dict|None=None, # our field name -> the file's column, e.g. {'output': 'response'}
                  instruction:str|None=None, # fixed instruction for files without one
@@ -204,7 +205,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
     if verbose and rep.skipped: print(rep)
     return out
 
-# %% ../nbs/02_data.ipynb #54698c1f
+# %% ../nbs/02_data.ipynb #0e903fcd
 INSTRUCTIONS = dict(
     sentiment_zh='请将以下文本分类为正面或负面。',
     sentiment_en='Classify the sentiment of the following text as positive or negative.',
@@ -258,7 +259,40 @@ def load_embedded(task:str='sentiment', # "sentiment" or "summarization"
     out.report = LoadReport(str(p), len(out), len(out))
     return out
 
-# %% ../nbs/02_data.ipynb #c0c85df3
+# %% ../nbs/02_data.ipynb #13c0fd21
+def load_data(spec:str, # "embedded:TASK[:LANG]", "shared:NAME" or a file path
+              strict:bool=True, limit:int|None=None, **kwargs) -> RecordList:
+    "Load records from a data spec string."
+    kind, _, rest = str(spec).partition(':')
+    if kind == 'embedded':
+        task, _, lang = rest.partition(':')
+        recs = load_embedded(task or 'sentiment', lang or None)
+        if limit: recs, rep = RecordList(recs[:limit]), recs.report; recs.report = rep
+        return recs
+    if kind == 'shared': return load_shared(rest, strict=strict, limit=limit)
+    return load_records(spec, strict=strict, limit=limit, **kwargs)
+
+def _key(r): return ''.join((r.instruction + '\n' + r.input).split())
+
+def drop_overlap(train:list[Record], held_out:list[Record], verbose:bool=True) -> RecordList:
+    "`train` without the records whose instruction and input (white space ignored) also occur in `held_out`."
+    keys = {_key(r) for r in held_out}
+    out = RecordList(r for r in train if _key(r) not in keys)
+    out.report = getattr(train, 'report', None)
+    if verbose and len(out) < len(train): print(f"dropped {len(train) - len(out)} training records that also occur in the held-out set")
+    return out
+
+def split_records(recs:list[Record], frac:float=0.2, seed:int=0, by=lambda r: r.output) -> tuple[RecordList, RecordList]:
+    "A reproducible (train, held-out) split, stratified by `by` (the answer, i.e. the label, by default)."
+    rng, groups = random.Random(seed), {}
+    for r in recs: groups.setdefault(by(r), []).append(r)
+    tr, te = RecordList(), RecordList()
+    for g in groups.values():
+        g = g[:]; rng.shuffle(g); k = round(len(g) * frac)
+        te += g[:k]; tr += g[k:]
+    return tr, te
+
+# %% ../nbs/02_data.ipynb #53bfbbe2
 @dataclass
 class PromptTemplate:
     "A single-turn prompt format: `{instruction}`, `{input}` (optional `{system}`) and `{output}` at the end."
@@ -303,12 +337,18 @@ def get_template(t) -> PromptTemplate|ChatTemplate:
     if t not in TEMPLATES: raise ValueError(f"unknown template {t!r}; choose from {list(TEMPLATES)} or make a PromptTemplate")
     return TEMPLATES[t]
 
-# %% ../nbs/02_data.ipynb #fc0c6905
+# %% ../nbs/02_data.ipynb #2da33ef1
 def _tokenize(tok, text):
     "Token ids and offsets of `text`, with special tokens added unless `text` already starts with BOS."
     add = not (tok.bos_token and text.startswith(tok.bos_token))
     enc = tok(text, add_special_tokens=add, return_offsets_mapping=True)
     return enc['input_ids'], enc['offset_mapping']
+
+def prompt_ids(tok, text:str) -> list[int]:
+    "Token ids of a prompt as the model sees it before its answer: like training, minus an EOS the tokenizer appends."
+    ids = _tokenize(tok, text)[0]
+    if ids and ids[-1] == tok.eos_token_id and not text.endswith(tok.eos_token or '\0'): ids = ids[:-1]
+    return ids
 
 def _label_spans(ids, offsets, spans):
     "Labels: the id where the token's characters reach into one of `spans`, else IGNORE_INDEX."
@@ -321,11 +361,14 @@ def _label_spans(ids, offsets, spans):
 def _fits(n, max_length): return max_length is None or n <= max_length
 
 def _finish(tok, ids, labels, add_eos):
-    if add_eos and tok.eos_token_id is not None and (not ids or ids[-1] != tok.eos_token_id):
-        ids, labels = ids + [tok.eos_token_id], labels + [tok.eos_token_id]
-    return ids, labels
+    "Make the sequence end in exactly one EOS, supervised."
+    eos = tok.eos_token_id
+    if not add_eos or eos is None: return ids, labels
+    while ids and ids[-1] == eos and labels[-1] == IGNORE_INDEX: ids, labels = ids[:-1], labels[:-1]  # EOS appended by the tokenizer
+    if ids and ids[-1] == eos: return ids, labels  # the answer text itself ends with EOS (scored, as part of the answer)
+    return ids + [eos], labels + [eos]
 
-# %% ../nbs/02_data.ipynb #a3c0b3fd
+# %% ../nbs/02_data.ipynb #dd254fb5
 def _encode_single(rec, tok, tpl, max_length, add_eos):
     inp, truncated = rec.input, False
     for _ in range(8):
@@ -385,7 +428,7 @@ def encode(rec:Record, # the example
         return _encode_chat(rec, tok, tpl, max_length, add_eos)
     return _encode_single(rec, tok, tpl, max_length, add_eos)
 
-# %% ../nbs/02_data.ipynb #10048e96
+# %% ../nbs/02_data.ipynb #08c9e338
 @dataclass
 class Collator:
     "Pad encoded examples into a batch: ids with `pad_id`, mask with 0, labels with -100; right or left."
@@ -408,7 +451,7 @@ class Collator:
         if has_labels: out['labels'] = lab
         return out
 
-# %% ../nbs/02_data.ipynb #8ac954be
+# %% ../nbs/02_data.ipynb #4ca9db81
 def to_dataset(records:list[Record]) -> datasets.Dataset:
     "Records as a `datasets.Dataset` (columns instruction, input, output, system, history, source)."
     rows = [asdict(r) for r in records]
@@ -430,7 +473,7 @@ class TokenizeReport:
         return (f"tokenised {self.n_rows} rows: kept {self.n_kept} ({self.n_tokens:,} tokens, {self.n_answer_tokens:,} scored), "
                 f"input shortened in {self.n_truncated}, skipped {self.n_too_long} whose answer cannot fit")
 
-# %% ../nbs/02_data.ipynb #67b759d3
+# %% ../nbs/02_data.ipynb #d187d1cb
 def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Record columns
                      tok, # the tokenizer
                      template='zh', # a name in `TEMPLATES` or a template object

@@ -85,3 +85,41 @@ def test_shared_tokenizer_masks_by_position():
     tok = PreTrainedTokenizerFast(tokenizer_file=str(SHARED/'tokenizers/minimind_zh_bpe6400.json'), eos_token='<|endoftext|>', pad_token='<|endoftext|>')
     ex = encode(Record('请将以下文本分类为正面或负面。', '房间不大，但很干净。', '正面'), tok)
     assert tok.decode([i for i, l in zip(ex['input_ids'], ex['labels']) if l != IGNORE_INDEX]) == '正面<|endoftext|>'
+
+def test_demo_runs_end_to_end(tmp_path):
+    "The README's main job, shortened to 2 epochs: it measures before and after and writes the model."
+    r = ift_nb('demo', '--output-dir', str(tmp_path/'demo'), '--epochs', '2')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'base model' in r.stdout and 'after IFT' in r.stdout and 'sentiment zh' in r.stdout
+    res = json.loads((tmp_path/'demo'/'demo.json').read_text())
+    assert set(res['before']) == set(res['after']) == {'sentiment zh', 'sentiment en', 'summaries zh+en'}
+    assert (tmp_path/'demo'/'model'/'model.safetensors').exists() and (tmp_path/'demo'/'model'/'loss.png').exists()
+
+def test_train_cli_resumes_after_kill(tmp_path):
+    "A CLI training run killed with SIGKILL after its first checkpoint resumes from it and finishes."
+    import signal, time
+    cfg = tmp_path/'c.yaml'
+    cfg.write_text(f"model: base\ntrain: embedded:sentiment\noutput_dir: {tmp_path/'run'}\nmax_steps: 400\nsave_steps: 5\nbatch_size: 4\nlogging_steps: 5\n", encoding='utf-8')
+    p = subprocess.Popen(['ift_nb', 'train', str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'IFT_NB_QUIET': '1'})
+    t0 = time.time()
+    while time.time() - t0 < 300 and not list((tmp_path/'run').glob('checkpoint-*/trainer_state.json')): time.sleep(0.5)
+    time.sleep(1)
+    p.send_signal(signal.SIGKILL); p.wait()
+    ckpts = sorted(int(c.name.split('-')[1]) for c in (tmp_path/'run').glob('checkpoint-*') if (c/'trainer_state.json').exists())
+    assert ckpts, 'no checkpoint written before the kill'
+    cfg.write_text(cfg.read_text().replace('max_steps: 400', f'max_steps: {ckpts[-1] + 10}'), encoding='utf-8')
+    r = ift_nb('train', str(cfg), env={'IFT_NB_QUIET': '1'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'resuming from' in r.stdout
+    m = json.loads((tmp_path/'run'/'metrics.json').read_text())
+    assert m['steps'] == ckpts[-1] + 10 and m['resumed_from'].endswith(f'checkpoint-{ckpts[-1]}')
+
+def test_train_cli_bad_config(tmp_path):
+    cfg = tmp_path/'c.yaml'; cfg.write_text('model: base\nbatch_size: lots\n', encoding='utf-8')
+    r = ift_nb('train', str(cfg))
+    assert r.returncode == 2 and "field 'batch_size'" in r.stderr and str(cfg) in r.stderr and 'Traceback' not in r.stderr
+    r = ift_nb('train', str(tmp_path/'missing.yaml'))
+    assert r.returncode == 2 and 'no such config file' in r.stderr
+    cfg.write_text(f'model: base\ntrain: {tmp_path/"nope.jsonl"}\n', encoding='utf-8')
+    r = ift_nb('train', str(cfg))
+    assert r.returncode == 2 and 'no such file' in r.stderr
