@@ -123,3 +123,30 @@ def test_train_cli_bad_config(tmp_path):
     cfg.write_text(f'model: base\ntrain: {tmp_path/"nope.jsonl"}\n', encoding='utf-8')
     r = ift_nb('train', str(cfg))
     assert r.returncode == 2 and 'no such file' in r.stderr
+
+@needs_shared
+def test_eval_and_predict_on_shared_files(tmp_path):
+    r = ift_nb('eval', '--model', 'base', '--data', 'shared:chnsenticorp_dev', '--labels', '正面,负面', '--limit', '16', '--out', str(tmp_path/'m.json'))
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((tmp_path/'m.json').read_text())
+    assert m['n'] == 16 and 0 <= m['accuracy'] <= 1 and len(m['predictions']) == 16
+    r = ift_nb('predict', '--model', 'base', '--data', 'shared:csl_title_dev', '--limit', '3', '--max-new-tokens', '8', '--out', str(tmp_path/'p.jsonl'))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(l) for l in (tmp_path/'p.jsonl').read_text(encoding='utf-8').splitlines()]
+    assert len(rows) == 3 and all(set(x) == {'instruction', 'input', 'prediction', 'reference'} for x in rows)
+
+def test_gpt2_family_pretrains_and_fine_tunes(tmp_path, monkeypatch):
+    "The second architecture family goes through the same pre-training, IFT and label-scoring code."
+    monkeypatch.setenv('IFT_NB_CACHE', str(tmp_path/'cache'))
+    from ift_nb.base import base_model_path, load_base
+    from ift_nb.train import train
+    from ift_nb.execute import classify
+    from ift_nb.data import load_embedded
+    texts = [r.input for r in load_embedded('sentiment')] * 3
+    p = base_model_path('tiny', texts, arch='gpt2', steps=3, vocab_size=500)
+    m = train(dict(model=str(p), train='embedded:sentiment:en', output_dir=str(tmp_path/'run'), max_steps=3, batch_size=4), verbose=False)
+    assert m['steps'] == 3
+    model, tok = load_base(tmp_path/'run')
+    assert model.config.model_type == 'gpt2'
+    preds = classify(model, tok, load_embedded('sentiment', 'en')[:4], ['positive', 'negative'])
+    assert len(preds) == 4 and set(preds) <= {'positive', 'negative'}
