@@ -5,23 +5,23 @@
 # %% auto #0
 __all__ = ['INSTRUCTIONS', 'LABELS', 'SHARED', 'TEMPLATES', 'Record', 'DataError', 'LoadReport', 'RecordList', 'read_rows',
            'parse_row', 'load_records', 'load_shared', 'load_embedded', 'load_data', 'drop_overlap', 'split_records',
-           'PromptTemplate', 'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator', 'to_dataset',
-           'TokenizeReport', 'tokenize_dataset']
+           'save_records', 'PromptTemplate', 'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator',
+           'to_dataset', 'TokenizeReport', 'tokenize_dataset']
 
-# %% ../nbs/02_data.ipynb #56b19a2d
+# %% ../nbs/02_data.ipynb #e673b462
 import csv, io, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from string import Formatter
 
-# %% ../nbs/02_data.ipynb #12c60b84
+# %% ../nbs/02_data.ipynb #6daea022
 import torch
 import datasets
 from .base import embedded_path, shared_data_dir, _show_progress
 from .objective import IGNORE_INDEX
 
-# %% ../nbs/02_data.ipynb #760eb993
+# %% ../nbs/02_data.ipynb #8ebf592d
 @dataclass
 class Record:
     "One instruction example: instruction + input -> output, with optional system prompt and earlier turns."
@@ -40,7 +40,7 @@ class Record:
         if with_answer: ms.append(dict(role='assistant', content=self.output))
         return ms
 
-# %% ../nbs/02_data.ipynb #fcccf845
+# %% ../nbs/02_data.ipynb #06648738
 class DataError(ValueError):
     "A data problem, located: file, line or row, and field."
     def __init__(self, msg:str, path=None, line:int|None=None, field:str|None=None):
@@ -69,7 +69,7 @@ class RecordList(list):
     "A list of `Record`s with the `LoadReport` of how it was loaded."
     report: LoadReport|None = None
 
-# %% ../nbs/02_data.ipynb #08796ca3
+# %% ../nbs/02_data.ipynb #50e9cb12
 def _decode_lines(path, lenient=False):
     "Yield (line number, text); a line that is not UTF-8 raises, or with `lenient` yields a `DataError` in its place."
     with open(path, 'rb') as f:
@@ -117,7 +117,7 @@ def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
             else: yield line, dict(zip(names, row))
     else: raise DataError(f"unknown file type {suf!r}: use .json, .jsonl, .csv or .tsv", path)
 
-# %% ../nbs/02_data.ipynb #46a02771
+# %% ../nbs/02_data.ipynb #03021081
 _ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'model': 'assistant',
           'system': 'system', 'bot': 'assistant'}
 
@@ -178,7 +178,7 @@ def parse_row(row:dict, # one row of a data file
     rec.source = f"{path}:{line}" if path else None
     return rec
 
-# %% ../nbs/02_data.ipynb #fc8964a8
+# %% ../nbs/02_data.ipynb #3dde8fcb
 def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
                  columns:dict|None=None, # our field name -> the file's column, e.g. {'output': 'response'}
                  instruction:str|None=None, # fixed instruction for files without one
@@ -205,7 +205,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
     if verbose and rep.skipped: print(rep)
     return out
 
-# %% ../nbs/02_data.ipynb #0e903fcd
+# %% ../nbs/02_data.ipynb #cd819417
 INSTRUCTIONS = dict(
     sentiment_zh='请将以下文本分类为正面或负面。',
     sentiment_en='Classify the sentiment of the following text as positive or negative.',
@@ -259,7 +259,7 @@ def load_embedded(task:str='sentiment', # "sentiment" or "summarization"
     out.report = LoadReport(str(p), len(out), len(out))
     return out
 
-# %% ../nbs/02_data.ipynb #13c0fd21
+# %% ../nbs/02_data.ipynb #b12f9da8
 def load_data(spec:str, # "embedded:TASK[:LANG]", "shared:NAME" or a file path
               strict:bool=True, limit:int|None=None, **kwargs) -> RecordList:
     "Load records from a data spec string."
@@ -292,7 +292,19 @@ def split_records(recs:list[Record], frac:float=0.2, seed:int=0, by=lambda r: r.
         te += g[:k]; tr += g[k:]
     return tr, te
 
-# %% ../nbs/02_data.ipynb #53bfbbe2
+# %% ../nbs/02_data.ipynb #2029d9a9
+def save_records(recs:list[Record], path) -> Path:
+    "Write records as Alpaca-format JSONL (with system and history when present), the form `load_records` reads back."
+    def row(r):
+        d = dict(instruction=r.instruction, input=r.input, output=r.output)
+        if r.system: d['system'] = r.system
+        if r.history: d['history'] = r.history
+        return json.dumps(d, ensure_ascii=False)
+    p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(''.join(row(r) + '\n' for r in recs), encoding='utf-8')
+    return p
+
+# %% ../nbs/02_data.ipynb #ff2812bd
 @dataclass
 class PromptTemplate:
     "A single-turn prompt format: `{instruction}`, `{input}` (optional `{system}`) and `{output}` at the end."
@@ -337,7 +349,7 @@ def get_template(t) -> PromptTemplate|ChatTemplate:
     if t not in TEMPLATES: raise ValueError(f"unknown template {t!r}; choose from {list(TEMPLATES)} or make a PromptTemplate")
     return TEMPLATES[t]
 
-# %% ../nbs/02_data.ipynb #2da33ef1
+# %% ../nbs/02_data.ipynb #33309df8
 def _tokenize(tok, text):
     "Token ids and offsets of `text`, with special tokens added unless `text` already starts with BOS."
     add = not (tok.bos_token and text.startswith(tok.bos_token))
@@ -368,7 +380,7 @@ def _finish(tok, ids, labels, add_eos):
     if ids and ids[-1] == eos: return ids, labels  # the answer text itself ends with EOS (scored, as part of the answer)
     return ids + [eos], labels + [eos]
 
-# %% ../nbs/02_data.ipynb #dd254fb5
+# %% ../nbs/02_data.ipynb #d1da4128
 def _encode_single(rec, tok, tpl, max_length, add_eos):
     inp, truncated = rec.input, False
     for _ in range(8):
@@ -428,7 +440,7 @@ def encode(rec:Record, # the example
         return _encode_chat(rec, tok, tpl, max_length, add_eos)
     return _encode_single(rec, tok, tpl, max_length, add_eos)
 
-# %% ../nbs/02_data.ipynb #08c9e338
+# %% ../nbs/02_data.ipynb #d35ed98f
 @dataclass
 class Collator:
     "Pad encoded examples into a batch: ids with `pad_id`, mask with 0, labels with -100; right or left."
@@ -451,7 +463,7 @@ class Collator:
         if has_labels: out['labels'] = lab
         return out
 
-# %% ../nbs/02_data.ipynb #4ca9db81
+# %% ../nbs/02_data.ipynb #b2f99d17
 def to_dataset(records:list[Record]) -> datasets.Dataset:
     "Records as a `datasets.Dataset` (columns instruction, input, output, system, history, source)."
     rows = [asdict(r) for r in records]
@@ -473,7 +485,7 @@ class TokenizeReport:
         return (f"tokenised {self.n_rows} rows: kept {self.n_kept} ({self.n_tokens:,} tokens, {self.n_answer_tokens:,} scored), "
                 f"input shortened in {self.n_truncated}, skipped {self.n_too_long} whose answer cannot fit")
 
-# %% ../nbs/02_data.ipynb #d187d1cb
+# %% ../nbs/02_data.ipynb #d6124ff9
 def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Record columns
                      tok, # the tokenizer
                      template='zh', # a name in `TEMPLATES` or a template object
