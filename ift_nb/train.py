@@ -6,14 +6,14 @@
 __all__ = ['TrainConfig', 'resolve_model', 'add_lora', 'prepare_data', 'token_accuracy', 'IFTTrainer', 'training_args', 'train',
            'plot_history']
 
-# %% ../nbs/04_train.ipynb #c7c81a2f
+# %% ../nbs/04_train.ipynb #e7e83d7b
 import json, math, os, shutil, time, dataclasses
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
 import yaml
 
-# %% ../nbs/04_train.ipynb #2509edd5
+# %% ../nbs/04_train.ipynb #29ee065c
 from transformers import Trainer, TrainingArguments, PrinterCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from .base import get_device, use_bf16, load_model, load_tokenizer, preset_path, BASE_PRESETS, _show_progress, use_cjk_font
@@ -21,7 +21,7 @@ from .objective import answer_loss, IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, get_template, DataError
 from .execute import evaluate_classification, evaluate_generation
 
-# %% ../nbs/04_train.ipynb #bf6dc573
+# %% ../nbs/04_train.ipynb #075e7f2d
 @dataclass
 class TrainConfig:
     "Everything one IFT run needs. Keys of a YAML config file map onto these fields."
@@ -103,7 +103,7 @@ def _coerce(v, f, source):
 
 def _bad(): raise ValueError
 
-# %% ../nbs/04_train.ipynb #93f491ab
+# %% ../nbs/04_train.ipynb #f1cd5860
 def resolve_model(spec:str) -> str:
     "A `from_pretrained` name or folder for the config's `model` field."
     if spec == 'base' or spec.startswith('base:'):
@@ -129,7 +129,7 @@ def prepare_data(cfg:TrainConfig, tok, verbose=True):
     ev_ds = tokenize_dataset(ev, tok, cfg.template, cfg.max_length, verbose=verbose) if ev else None
     return tr_ds.remove_columns(['truncated']), ev_ds.remove_columns(['truncated']) if ev_ds else None, ev
 
-# %% ../nbs/04_train.ipynb #b69202fa
+# %% ../nbs/04_train.ipynb #5d59c738
 def _argmax_logits(logits, labels):
     "Keep only each position's argmax during evaluation (not the full logits)."
     return (logits[0] if isinstance(logits, tuple) else logits).argmax(-1)
@@ -167,7 +167,7 @@ class IFTTrainer(Trainer):
         if extra: self.log(extra); metrics.update(extra)
         return metrics
 
-# %% ../nbs/04_train.ipynb #b9c40234
+# %% ../nbs/04_train.ipynb #1fe011be
 def training_args(cfg:TrainConfig, has_eval:bool) -> TrainingArguments:
     "The `TrainingArguments` for `cfg` (precision and device from `ift_nb.base`)."
     d = get_device(cfg.device)
@@ -190,7 +190,7 @@ def _atomic_save(model, tok, dest:Path):
     for f in tmp.iterdir(): os.replace(f, dest/f.name)
     tmp.rmdir()
 
-# %% ../nbs/04_train.ipynb #a136a37a
+# %% ../nbs/04_train.ipynb #d16b56f9
 def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML file
           verbose:bool=True) -> dict:
     "Instruction-fine-tune `cfg.model` on `cfg.train`; returns the final metrics (also in output_dir/metrics.json)."
@@ -213,7 +213,9 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     secs = time.time() - t0
     metrics = dict(train_loss=res.training_loss, steps=trainer.state.global_step, seconds=round(secs, 1),
                    train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last)
-    if ev_ds is not None: metrics |= trainer.evaluate()
+    if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
+        last = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
+        metrics |= last if 'eval_loss' in last else trainer.evaluate()
     model = trainer.model
     if cfg.lora: model = model.merge_and_unload()
     _atomic_save(model, tok, out)
@@ -223,7 +225,7 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     plot_history(trainer.state.log_history).figure.savefig(out/'loss.png', dpi=110, bbox_inches='tight'); plt.close('all')
     return metrics
 
-# %% ../nbs/04_train.ipynb #c4b8da6d
+# %% ../nbs/04_train.ipynb #ef079b34
 import matplotlib.pyplot as plt
 
 def plot_history(history:list[dict], ax=None):
@@ -237,6 +239,6 @@ def plot_history(history:list[dict], ax=None):
     ax.set_xlabel('step'); ax.set_ylabel('answer loss (nats/token)'); ax.grid(alpha=.3)
     task = [(h['step'], v) for h in history for k, v in h.items() if k in ('eval_task_accuracy', 'eval_task_rougeL')]
     if task:
-        ax2 = ax.twinx(); ax2.plot(*zip(*task), 's--', color='C2', label='task metric'); ax2.set_ylabel('task metric'); ax2.legend(loc='upper center')
+        ax2 = ax.twinx(); ax2.plot(*zip(*task), 's--', color='C2', label='task metric'); ax2.set_ylabel('task metric'); ax2.legend(loc='center right')
     if tr or ev: ax.legend(loc='upper right')
     return ax
