@@ -9,12 +9,12 @@ __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES',
            'load_base', 'lm_blocks', 'LossHistory', 'pretrain', 'cache_dir', 'base_model_key', 'base_model_path',
            'base_model', 'pretrain_info', 'preset_path', 'text_nll', 'use_cjk_font', 'plot_loss']
 
-# %% ../nbs/00_base.ipynb #b1cab611
+# %% ../nbs/00_base.ipynb #61b08d1f
 import hashlib, json, os, shutil, tempfile, time, warnings
 from pathlib import Path
 from importlib.resources import files
 
-# %% ../nbs/00_base.ipynb #09c96c07
+# %% ../nbs/00_base.ipynb #968fd6d7
 import torch, datasets
 from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders
 from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, LlamaConfig, GPT2Config,
@@ -22,7 +22,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, PreTrainedTokeniz
 from transformers.utils import logging as hf_logging
 import matplotlib.pyplot as plt
 
-# %% ../nbs/00_base.ipynb #0c1261ca
+# %% ../nbs/00_base.ipynb #81bd7320
 def get_device(device:str|torch.device|None=None, # "cpu", "cuda", "cuda:1"...; None picks CUDA when available
               ) -> torch.device:
     "The device to run on: `device` if given, else CUDA when available, else CPU."
@@ -38,7 +38,7 @@ def default_dtype(device=None) -> torch.dtype:
     "The dtype to load weights in for inference: bf16 on a bf16-capable GPU, else fp32."
     return torch.bfloat16 if use_bf16(device) else torch.float32
 
-# %% ../nbs/00_base.ipynb #3eed34bf
+# %% ../nbs/00_base.ipynb #17504e6f
 def embedded_path(name:str # file name inside the package's `data/` folder
                  ) -> Path:
     "Path of a data file shipped with the package."
@@ -58,7 +58,7 @@ def shared_data_dir(required:bool=False # raise instead of returning None when a
     if required: raise FileNotFoundError("no shared/data folder found from the working directory upwards; set IFT_NB_DATA")
     return None
 
-# %% ../nbs/00_base.ipynb #b52be86a
+# %% ../nbs/00_base.ipynb #6be2c4f9
 def _tsv_col(path, col, header=False):
     import csv
     with open(path, encoding='utf-8', newline='') as f:
@@ -101,7 +101,7 @@ def base_corpus(source:str='auto', # "auto" (shared when present, else embedded)
     if source == 'embedded': return embedded_corpus()
     raise ValueError(f"unknown corpus source {source!r}: use 'auto', 'shared' or 'embedded'")
 
-# %% ../nbs/00_base.ipynb #ff401d5c
+# %% ../nbs/00_base.ipynb #d658fc41
 EOS, PAD, IM_START, IM_END = '<|endoftext|>', '<|pad|>', '<|im_start|>', '<|im_end|>'
 CHATML_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -122,7 +122,7 @@ def train_tokenizer(texts:list[str], # corpus to learn merges from
     tok.chat_template = CHATML_TEMPLATE
     return tok
 
-# %% ../nbs/00_base.ipynb #fc21fd32
+# %% ../nbs/00_base.ipynb #dcf1a471
 MODEL_SIZES = dict(  # hidden size, layers, heads, MLP size
     tiny =dict(hidden=128, layers=2, heads=4, mlp=384),
     small=dict(hidden=256, layers=4, heads=4, mlp=768),
@@ -152,7 +152,7 @@ def count_params(model) -> int:
     "Number of distinct parameters (tied weights counted once)."
     return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/00_base.ipynb #181505a9
+# %% ../nbs/00_base.ipynb #fb84fe77
 def load_tokenizer(name_or_path:str|Path, # hub name or local folder
                    trust_remote_code:bool=False, # run code shipped with the checkpoint? off by default
                    chat_template:str|None=None, # set this chat template (e.g. `CHATML_TEMPLATE`) if given
@@ -165,7 +165,7 @@ def load_tokenizer(name_or_path:str|Path, # hub name or local folder
 
 def load_model(name_or_path:str|Path, # hub name or local folder
                device=None, # where to put it; None: `get_device()`
-               dtype:torch.dtype|None=None, # None: fp32 for training on CPU, `default_dtype` otherwise
+               dtype:torch.dtype|None=None, # None: fp32 (the Trainer adds bf16 autocast where it helps); `default_dtype(device)` for inference
                trust_remote_code:bool=False, # run code shipped with the checkpoint? off by default
                **kwargs):
     "Load a causal LM from safetensors weights onto `device`."
@@ -183,7 +183,7 @@ def load_base(name_or_path, device=None, dtype=None, trust_remote_code=False):
     return (load_model(name_or_path, device, dtype, trust_remote_code),
             load_tokenizer(name_or_path, trust_remote_code=trust_remote_code))
 
-# %% ../nbs/00_base.ipynb #ef5d819d
+# %% ../nbs/00_base.ipynb #72c2db1b
 def lm_blocks(texts:list[str], tok, block_size:int=128) -> torch.Tensor:
     "Token ids of `texts` joined by EOS, cut into full rows of `block_size`."
     ids = []
@@ -203,7 +203,7 @@ class LossHistory(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and 'loss' in logs: self.steps.append(state.global_step); self.losses.append(logs['loss'])
 
-# %% ../nbs/00_base.ipynb #8c75dbc1
+# %% ../nbs/00_base.ipynb #f957be39
 def pretrain(texts:list[str], # unlabelled corpus
              size:str='tiny', # model size, a key of `MODEL_SIZES`
              arch:str='llama', # "llama" or "gpt2"
@@ -228,7 +228,7 @@ def pretrain(texts:list[str], # unlabelled corpus
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size,
                                  learning_rate=lr, lr_scheduler_type='cosine', warmup_steps=0.05, weight_decay=0.01,
-                                 logging_steps=logging_steps, save_strategy='no', report_to=[], seed=seed,
+                                 logging_steps=min(logging_steps, steps), save_strategy='no', report_to=[], seed=seed,
                                  use_cpu=d.type == 'cpu', bf16=use_bf16(d), dataloader_num_workers=0,
                                  disable_tqdm=not _show_progress())
         tr = Trainer(model=model, args=args, train_dataset=_Blocks(blocks), callbacks=[hist])
@@ -249,7 +249,7 @@ def _show_progress():
     (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
     return show
 
-# %% ../nbs/00_base.ipynb #fe4043a6
+# %% ../nbs/00_base.ipynb #de3fff81
 CACHE_VERSION = 1  # bump when `pretrain` changes in a way that changes its result
 
 def cache_dir() -> Path:
@@ -304,7 +304,7 @@ def pretrain_info(path) -> dict:
     "What the pre-training run that made the model at `path` recorded (time, loss curve...)."
     return json.loads((Path(path)/'pretrain.json').read_text())
 
-# %% ../nbs/00_base.ipynb #ec3f0b01
+# %% ../nbs/00_base.ipynb #519b5298
 BASE_PRESETS = {
     'tiny': dict(),  # the fast default: tiny Llama on the embedded corpus
     'tiny-shared': dict(size='tiny', corpus='shared', vocab_size=6000, block_size=128, batch_size=16, steps=1500, lr=2e-3),
@@ -316,14 +316,14 @@ def preset_path(name:str='tiny') -> Path:
     if name not in BASE_PRESETS: raise ValueError(f"unknown base preset {name!r}; choose from {list(BASE_PRESETS)}")
     return base_model_path(**BASE_PRESETS[name])
 
-# %% ../nbs/00_base.ipynb #0df0712a
+# %% ../nbs/00_base.ipynb #ad680194
 @torch.no_grad()
 def text_nll(model, tok, text:str) -> float:
     "Mean next-token negative log-likelihood of `text` under `model` (nats per token)."
     ids = torch.tensor([tok(text, add_special_tokens=False).input_ids], device=model.device)
     return model(input_ids=ids, labels=ids).loss.item()
 
-# %% ../nbs/00_base.ipynb #c204b8a9
+# %% ../nbs/00_base.ipynb #4fd5a427
 _CJK_FONTS = ['Noto Sans CJK SC', 'Noto Sans CJK JP', 'WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Source Han Sans SC', 'SimHei', 'Microsoft YaHei', 'PingFang SC']
 
 def use_cjk_font() -> str|None:
@@ -343,7 +343,7 @@ def use_cjk_font() -> str|None:
     rcParams['axes.unicode_minus'] = False
     return name
 
-# %% ../nbs/00_base.ipynb #b904ab84
+# %% ../nbs/00_base.ipynb #69eb996b
 def plot_loss(info:dict, ax=None, label=None):
     "Plot the pre-training loss curve recorded in `info`."
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))

@@ -6,17 +6,18 @@
 __all__ = ['DEMO_EPOCHS', 'DEMO_TASKS', 'cmd_pretrain', 'cmd_check', 'cmd_train', 'cmd_eval', 'cmd_predict', 'demo', 'parser',
            'cmd_demo', 'main']
 
-# %% ../nbs/10_cli.ipynb #f144732a
+# %% ../nbs/10_cli.ipynb #40c58ec7
 import argparse, json, sys
+import yaml
 from pathlib import Path
 
-# %% ../nbs/10_cli.ipynb #4d362aac
+# %% ../nbs/10_cli.ipynb #68a550cd
 from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer
 from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS
 from .train import TrainConfig, train, resolve_model
 from .execute import evaluate_classification, evaluate_generation, generate, classify
 
-# %% ../nbs/10_cli.ipynb #fa1c5209
+# %% ../nbs/10_cli.ipynb #92ddd097
 def _corpus_arg(s):
     if s in ('auto', 'shared', 'embedded'): return s
     p = Path(s)
@@ -32,7 +33,7 @@ def cmd_pretrain(a):
     print(f"base model: {path}")
     print(f"{info['arch']}-{info['size']}: {info['params']/1e6:.2f}M parameters, vocab {info['vocab_size']}, corpus {info['corpus']} "
           f"({info['corpus_tokens']:,} tokens), {info['steps']} steps in {info['seconds']}s on {info['device']}")
-    print(f"training loss {info['losses'][0]:.3f} -> {info['final_loss']:.3f} nats/token")
+    if info['losses']: print(f"training loss {info['losses'][0]:.3f} -> {info['final_loss']:.3f} nats/token")
     if a.prompt:
         model, tok = load_base(path)
         ids = tok(a.prompt, return_tensors='pt').input_ids.to(model.device)
@@ -42,7 +43,7 @@ def cmd_pretrain(a):
 
 def cmd_check(a):
     "Load and validate a data file; with a tokenizer, also tokenise it and report truncation."
-    recs = load_records(a.file, instruction=a.instruction, labels=a.labels.split(',') if a.labels else None,
+    recs = load_records(a.file, instruction=a.instruction, labels=_labels(a.labels),
                         strict=not a.lenient, verbose=False)
     print(recs.report)
     for m in recs.report.messages: print('  skipped:', m)
@@ -51,7 +52,7 @@ def cmd_check(a):
         tokenize_dataset(recs, tok, a.template, a.max_length, verbose=True)
     return 0
 
-# %% ../nbs/10_cli.ipynb #0d5552db
+# %% ../nbs/10_cli.ipynb #957311b0
 def _table(rows:list[tuple], head=('metric', 'value')) -> str:
     "A plain text table."
     rows = [tuple(map(str, head))] + [tuple(f'{v:.4f}' if isinstance(v, float) else str(v) for v in r) for r in rows]
@@ -67,12 +68,14 @@ def cmd_train(a):
         for kv in a.set:
             k, eq, v = kv.partition('=')
             if not eq: raise DataError(f"--set expects key=value, got {kv!r}")
-            d[k] = v
+            d[k] = yaml.safe_load(v)  # so that true, null, 1e-3 and [a, b] mean what they do in the file
         cfg = TrainConfig.from_dict(d, f"{a.config} (with --set)")
     m = train(cfg)
     print(f"model saved to {cfg.output_dir}")
     print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from') and v is not None]))
     return 0
+
+def _labels(s): return [x.strip() for x in s.split(',') if x.strip()] if s else None
 
 def _eval_records(a):
     recs = load_data(a.data, strict=not a.lenient, limit=a.limit)
@@ -84,7 +87,7 @@ def cmd_eval(a):
     model, tok = load_base(resolve_model(a.model))
     recs = _eval_records(a)
     if a.labels:
-        r = evaluate_classification(model, tok, recs, a.labels.split(','), a.template, method=a.method, batch_size=a.batch_size)
+        r = evaluate_classification(model, tok, recs, _labels(a.labels), a.template, method=a.method, batch_size=a.batch_size)
         rows = [('accuracy', r['accuracy']), ('macro_f1', r['macro_f1']), ('unparsable', r['unparsable']), ('n', r['n'])]
     else:
         r = evaluate_generation(model, tok, recs, a.template, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
@@ -97,14 +100,14 @@ def cmd_predict(a):
     "Answer every record of a data set; one JSON line per record (to --out or stdout)."
     model, tok = load_base(resolve_model(a.model))
     recs = _eval_records(a)
-    preds = (classify(model, tok, recs, a.labels.split(','), a.template, batch_size=a.batch_size) if a.labels
+    preds = (classify(model, tok, recs, _labels(a.labels), a.template, batch_size=a.batch_size) if a.labels
              else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size))
     lines = [json.dumps(dict(instruction=r.instruction, input=r.input, prediction=p, reference=r.output), ensure_ascii=False) for r, p in zip(recs, preds)]
     if a.out: Path(a.out).write_text('\n'.join(lines) + '\n', encoding='utf-8'); print(f"wrote {len(lines)} predictions to {a.out}")
     else: print('\n'.join(lines))
     return 0
 
-# %% ../nbs/10_cli.ipynb #433b2606
+# %% ../nbs/10_cli.ipynb #53157e3e
 DEMO_EPOCHS = 15  # more only overfits: at 30 epochs the training loss is near 0 and held-out scores do not improve
 
 DEMO_TASKS = [  # name, task, language, labels (None: generation)
@@ -143,7 +146,7 @@ def demo(output_dir='runs/demo', epochs:float|None=None, seed:int=0) -> int:
     (out/'demo.json').write_text(json.dumps(dict(before=before, after=after, train=m['steps'], seconds=m['seconds']), ensure_ascii=False, indent=1))
     return 0
 
-# %% ../nbs/10_cli.ipynb #d06ba528
+# %% ../nbs/10_cli.ipynb #b9289dc3
 def parser() -> argparse.ArgumentParser:
     "The `ift_nb` argument parser."
     p = argparse.ArgumentParser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')

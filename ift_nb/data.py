@@ -8,20 +8,20 @@ __all__ = ['INSTRUCTIONS', 'LABELS', 'SHARED', 'TEMPLATES', 'Record', 'DataError
            'save_records', 'PromptTemplate', 'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator',
            'to_dataset', 'TokenizeReport', 'tokenize_dataset']
 
-# %% ../nbs/02_data.ipynb #e673b462
-import csv, io, json, random, re
+# %% ../nbs/02_data.ipynb #8f62e667
+import csv, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from string import Formatter
 
-# %% ../nbs/02_data.ipynb #6daea022
+# %% ../nbs/02_data.ipynb #8f9d45ad
 import torch
 import datasets
 from .base import embedded_path, shared_data_dir, _show_progress
 from .objective import IGNORE_INDEX
 
-# %% ../nbs/02_data.ipynb #8ebf592d
+# %% ../nbs/02_data.ipynb #3e81e609
 @dataclass
 class Record:
     "One instruction example: instruction + input -> output, with optional system prompt and earlier turns."
@@ -40,7 +40,7 @@ class Record:
         if with_answer: ms.append(dict(role='assistant', content=self.output))
         return ms
 
-# %% ../nbs/02_data.ipynb #06648738
+# %% ../nbs/02_data.ipynb #eb7a2e64
 class DataError(ValueError):
     "A data problem, located: file, line or row, and field."
     def __init__(self, msg:str, path=None, line:int|None=None, field:str|None=None):
@@ -69,7 +69,7 @@ class RecordList(list):
     "A list of `Record`s with the `LoadReport` of how it was loaded."
     report: LoadReport|None = None
 
-# %% ../nbs/02_data.ipynb #50e9cb12
+# %% ../nbs/02_data.ipynb #1fcc5821
 def _decode_lines(path, lenient=False):
     "Yield (line number, text); a line that is not UTF-8 raises, or with `lenient` yields a `DataError` in its place."
     with open(path, 'rb') as f:
@@ -80,6 +80,13 @@ def _decode_lines(path, lenient=False):
                 err = DataError(f"not UTF-8 text (byte {e.start}); re-save the file as UTF-8", path, i)
                 if not lenient: raise err from None
                 yield i, err
+
+def _csv_rows(reader, path):
+    "The reader's rows, with its errors (a NUL byte, an over-long field) turned into `DataError`s."
+    while True:
+        try: yield next(reader)
+        except StopIteration: return
+        except csv.Error as e: raise DataError(f"unreadable {path.suffix[1:].upper()} row: {e}", path, reader.line_num) from None
 
 def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
               fieldnames:list[str]|None=None, # column names for a CSV/TSV without header row
@@ -109,7 +116,7 @@ def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
         lines = _decode_lines(path)
         reader = csv.reader((l for _, l in lines), delimiter=delim, quoting=quoting)
         names, line = fieldnames, 0
-        for row in reader:
+        for row in _csv_rows(reader, path):
             line = reader.line_num
             if not any(c.strip() for c in row): continue
             if names is None: names = [c.strip() for c in row]; continue
@@ -117,7 +124,7 @@ def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
             else: yield line, dict(zip(names, row))
     else: raise DataError(f"unknown file type {suf!r}: use .json, .jsonl, .csv or .tsv", path)
 
-# %% ../nbs/02_data.ipynb #03021081
+# %% ../nbs/02_data.ipynb #aa28d206
 _ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'model': 'assistant',
           'system': 'system', 'bot': 'assistant'}
 
@@ -178,7 +185,7 @@ def parse_row(row:dict, # one row of a data file
     rec.source = f"{path}:{line}" if path else None
     return rec
 
-# %% ../nbs/02_data.ipynb #3dde8fcb
+# %% ../nbs/02_data.ipynb #eb95d882
 def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
                  columns:dict|None=None, # our field name -> the file's column, e.g. {'output': 'response'}
                  instruction:str|None=None, # fixed instruction for files without one
@@ -205,7 +212,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
     if verbose and rep.skipped: print(rep)
     return out
 
-# %% ../nbs/02_data.ipynb #cd819417
+# %% ../nbs/02_data.ipynb #94e7314d
 INSTRUCTIONS = dict(
     sentiment_zh='请将以下文本分类为正面或负面。',
     sentiment_en='Classify the sentiment of the following text as positive or negative.',
@@ -259,13 +266,15 @@ def load_embedded(task:str='sentiment', # "sentiment" or "summarization"
     out.report = LoadReport(str(p), len(out), len(out))
     return out
 
-# %% ../nbs/02_data.ipynb #b12f9da8
+# %% ../nbs/02_data.ipynb #e72bd6cd
 def load_data(spec:str, # "embedded:TASK[:LANG]", "shared:NAME" or a file path
               strict:bool=True, limit:int|None=None, **kwargs) -> RecordList:
     "Load records from a data spec string."
     kind, _, rest = str(spec).partition(':')
     if kind == 'embedded':
         task, _, lang = rest.partition(':')
+        if task not in ('', 'sentiment', 'summarization') or lang not in ('', 'zh', 'en'):
+            raise DataError(f"unknown embedded data {spec!r}: use embedded:sentiment or embedded:summarization, optionally :zh or :en")
         recs = load_embedded(task or 'sentiment', lang or None)
         if limit: recs, rep = RecordList(recs[:limit]), recs.report; recs.report = rep
         return recs
@@ -292,7 +301,7 @@ def split_records(recs:list[Record], frac:float=0.2, seed:int=0, by=lambda r: r.
         te += g[:k]; tr += g[k:]
     return tr, te
 
-# %% ../nbs/02_data.ipynb #2029d9a9
+# %% ../nbs/02_data.ipynb #ea047806
 def save_records(recs:list[Record], path) -> Path:
     "Write records as Alpaca-format JSONL (with system and history when present), the form `load_records` reads back."
     def row(r):
@@ -304,7 +313,7 @@ def save_records(recs:list[Record], path) -> Path:
     p.write_text(''.join(row(r) + '\n' for r in recs), encoding='utf-8')
     return p
 
-# %% ../nbs/02_data.ipynb #ff2812bd
+# %% ../nbs/02_data.ipynb #ce50ace0
 @dataclass
 class PromptTemplate:
     "A single-turn prompt format: `{instruction}`, `{input}` (optional `{system}`) and `{output}` at the end."
@@ -324,7 +333,8 @@ class PromptTemplate:
         if rec.history: raise ValueError(f"template {self.name!r} is single-turn; use ChatTemplate for records with history ({rec.source})")
         t = self.template if rec.input or self.no_input is None else self.no_input
         prompt = t[:-len('{output}')].format(instruction=rec.instruction, input=rec.input, system=rec.system or '')
-        return prompt, rec.output
+        p = prompt.rstrip(' ')  # a space before the answer belongs to the answer's first token in byte-level BPE
+        return p, prompt[len(p):] + rec.output
 
 @dataclass
 class ChatTemplate:
@@ -349,7 +359,7 @@ def get_template(t) -> PromptTemplate|ChatTemplate:
     if t not in TEMPLATES: raise ValueError(f"unknown template {t!r}; choose from {list(TEMPLATES)} or make a PromptTemplate")
     return TEMPLATES[t]
 
-# %% ../nbs/02_data.ipynb #33309df8
+# %% ../nbs/02_data.ipynb #0a239184
 def _tokenize(tok, text):
     "Token ids and offsets of `text`, with special tokens added unless `text` already starts with BOS."
     add = not (tok.bos_token and text.startswith(tok.bos_token))
@@ -380,7 +390,7 @@ def _finish(tok, ids, labels, add_eos):
     if ids and ids[-1] == eos: return ids, labels  # the answer text itself ends with EOS (scored, as part of the answer)
     return ids + [eos], labels + [eos]
 
-# %% ../nbs/02_data.ipynb #d1da4128
+# %% ../nbs/02_data.ipynb #e6fddc76
 def _encode_single(rec, tok, tpl, max_length, add_eos):
     inp, truncated = rec.input, False
     for _ in range(8):
@@ -440,7 +450,7 @@ def encode(rec:Record, # the example
         return _encode_chat(rec, tok, tpl, max_length, add_eos)
     return _encode_single(rec, tok, tpl, max_length, add_eos)
 
-# %% ../nbs/02_data.ipynb #d35ed98f
+# %% ../nbs/02_data.ipynb #6794a529
 @dataclass
 class Collator:
     "Pad encoded examples into a batch: ids with `pad_id`, mask with 0, labels with -100; right or left."
@@ -463,7 +473,7 @@ class Collator:
         if has_labels: out['labels'] = lab
         return out
 
-# %% ../nbs/02_data.ipynb #b2f99d17
+# %% ../nbs/02_data.ipynb #12582948
 def to_dataset(records:list[Record]) -> datasets.Dataset:
     "Records as a `datasets.Dataset` (columns instruction, input, output, system, history, source)."
     rows = [asdict(r) for r in records]
@@ -485,7 +495,7 @@ class TokenizeReport:
         return (f"tokenised {self.n_rows} rows: kept {self.n_kept} ({self.n_tokens:,} tokens, {self.n_answer_tokens:,} scored), "
                 f"input shortened in {self.n_truncated}, skipped {self.n_too_long} whose answer cannot fit")
 
-# %% ../nbs/02_data.ipynb #d6124ff9
+# %% ../nbs/02_data.ipynb #07fbdf97
 def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Record columns
                      tok, # the tokenizer
                      template='zh', # a name in `TEMPLATES` or a template object

@@ -7,20 +7,18 @@ __all__ = ['prompt_text', 'encode_prompt', 'stop_ids', 'generate', 'score_labels
            'generate_and_parse', 'load_metric', 'evaluate_classification', 'evaluate_generation', 'plot_confusion',
            'plot_before_after']
 
-# %% ../nbs/05_execute.ipynb #5aa96d93
-import math, re, os, hashlib, functools
-from collections import Counter
-from pathlib import Path
+# %% ../nbs/05_execute.ipynb #31ae55d9
+import os, hashlib, functools
 import torch
 from tqdm.auto import tqdm
 
-# %% ../nbs/05_execute.ipynb #3bcc4997
-from .base import get_device, cache_dir, _show_progress
-from .objective import sequence_nll, IGNORE_INDEX
+# %% ../nbs/05_execute.ipynb #5c617a59
+from .base import cache_dir, _show_progress
+from .objective import sequence_nll
 from .data import Record, encode, get_template, ChatTemplate, Collator, prompt_ids
 import evaluate
 
-# %% ../nbs/05_execute.ipynb #ff8da9ad
+# %% ../nbs/05_execute.ipynb #0f8edc3f
 def prompt_text(rec:Record, tok, template='zh') -> str:
     "The text the model reads before writing its answer to `rec`."
     tpl = get_template(template)
@@ -36,7 +34,7 @@ def encode_prompt(rec:Record, tok, template='zh', max_length:int|None=None) -> l
         if ex['status'] == 'ok': ids = ex['input_ids']
     return ids
 
-# %% ../nbs/05_execute.ipynb #341c2d1a
+# %% ../nbs/05_execute.ipynb #61675088
 def _batches(xs, bs):
     for i in range(0, len(xs), bs): yield xs[i:i+bs]
 
@@ -72,7 +70,7 @@ def generate(model, tok, records:list[Record], # what to answer
             out[i] = tok.decode(g[:stops[0]] if stops else g, skip_special_tokens=True).strip()
     return out
 
-# %% ../nbs/05_execute.ipynb #6fe322ce
+# %% ../nbs/05_execute.ipynb #8d225b58
 @torch.no_grad()
 def score_labels(model, tok, records:list[Record], labels:list[str], # candidate answers
                  template='zh', max_length:int|None=512,
@@ -102,7 +100,7 @@ def classify(model, tok, records, labels, template='zh', **kw) -> list[str]:
     "The highest-scoring label for each record."
     return [labels[i] for i in score_labels(model, tok, records, labels, template, **kw).argmax(1).tolist()]
 
-# %% ../nbs/05_execute.ipynb #251ed67c
+# %% ../nbs/05_execute.ipynb #ef0f1d62
 def parse_label(text:str, labels:list[str]) -> str|None:
     "The label `text` names (exact, then the one label it contains), else None."
     t = text.strip().strip('。.!！"\'“”').strip()
@@ -117,7 +115,7 @@ def generate_and_parse(model, tok, records, labels, template='zh', max_new_token
     preds = [parse_label(g, labels) for g in generate(model, tok, records, template, max_new_tokens, **kw)]
     return preds, sum(p is None for p in preds)
 
-# %% ../nbs/05_execute.ipynb #308a2178
+# %% ../nbs/05_execute.ipynb #914848e1
 _HDR = '''import datasets
 import evaluate
 '''
@@ -185,7 +183,7 @@ def load_metric(name:str # "accuracy", "f1" or "rouge"
         tmp = p.with_suffix('.tmp'); tmp.write_text(src, encoding='utf-8'); os.replace(tmp, p)
     return evaluate.load(str(p))
 
-# %% ../nbs/05_execute.ipynb #54ff6e1c
+# %% ../nbs/05_execute.ipynb #c8a9c6de
 def evaluate_classification(model, tok, records, labels, template='zh', method:str='score', **kw) -> dict:
     "Accuracy and macro-F1 of `model` on labelled `records`, by label scoring ('score') or generate-and-parse ('generate')."
     refs = [r.output for r in records]
@@ -204,7 +202,7 @@ def evaluate_generation(model, tok, records, template='zh', tokenizer:str='char'
     res = load_metric('rouge').compute(predictions=preds, references=[r.output for r in records], tokenizer=tokenizer)
     return res | dict(empty=sum(not p for p in preds), n=len(records), predictions=preds)
 
-# %% ../nbs/05_execute.ipynb #05a88a88
+# %% ../nbs/05_execute.ipynb #7e58148f
 import matplotlib.pyplot as plt
 from .base import use_cjk_font
 

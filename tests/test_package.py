@@ -110,9 +110,9 @@ def test_train_cli_resumes_after_kill(tmp_path):
     cfg.write_text(cfg.read_text().replace('max_steps: 400', f'max_steps: {ckpts[-1] + 10}'), encoding='utf-8')
     r = ift_nb('train', str(cfg), env={'IFT_NB_QUIET': '1'})
     assert r.returncode == 0, r.stderr[-2000:]
-    assert 'resuming from' in r.stdout
+    assert 'resuming from' in r.stdout, r.stdout[-2000:]
     m = json.loads((tmp_path/'run'/'metrics.json').read_text())
-    assert m['steps'] == ckpts[-1] + 10 and m['resumed_from'].endswith(f'checkpoint-{ckpts[-1]}')
+    assert m['steps'] == ckpts[-1] + 10 and m['resumed_from'].endswith(f'checkpoint-{ckpts[-1]}'), (ckpts, m['steps'], m['resumed_from'])
 
 def test_train_cli_bad_config(tmp_path):
     cfg = tmp_path/'c.yaml'; cfg.write_text('model: base\nbatch_size: lots\n', encoding='utf-8')
