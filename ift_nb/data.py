@@ -32,11 +32,17 @@ class Record:
     history: list = field(default_factory=list)  # earlier turns, [[user, assistant], ...]
     source: str|None = None  # "file:line" it was read from
 
+    def request(self) -> tuple[str, str]:
+        "(instruction, input) as asked: an instruction with an `{input}` slot takes the input into it (the question can follow the text)."
+        if '{input}' in self.instruction: return self.instruction.replace('{input}', self.input, 1), ''
+        return self.instruction, self.input
+
     def messages(self, with_answer:bool=True) -> list[dict]:
         "The record as chat messages (system, earlier turns, this turn's user message and answer)."
         ms = [dict(role='system', content=self.system)] if self.system else []
         for u, a in self.history: ms += [dict(role='user', content=u), dict(role='assistant', content=a)]
-        ms.append(dict(role='user', content=self.instruction + ('\n' + self.input if self.input else '')))
+        ins, inp = self.request()
+        ms.append(dict(role='user', content=ins + ('\n' + inp if inp else '')))
         if with_answer: ms.append(dict(role='assistant', content=self.output))
         return ms
 
@@ -223,7 +229,9 @@ INSTRUCTIONS = dict(
     category_zh='判断以下论文标题所属的学科。',
 )
 LABELS = dict(sentiment_zh=('正面', '负面'), sentiment_en=('positive', 'negative'),
-              category_zh=('农学', '医学', '历史学', '哲学', '工学', '教育学', '文学', '法学', '理学', '管理学', '经济学', '艺术学', '军事学'))
+              category_zh=('农学', '医学', '历史学', '哲学', '工学', '教育学', '文学', '法学', '理学', '管理学', '经济学', '艺术学', '军事学'),
+              category_en=('agronomy', 'medicine', 'history', 'philosophy', 'engineering', 'education', 'literature', 'law', 'science',
+                           'management', 'economics', 'art', 'military science'))
 _ZH_SENT = {'positive': '正面', 'negative': '负面'}
 SHARED = {  # name: (file, load_records keyword arguments)
     **{f'chnsenticorp_{s}': (f'zh_sentiment/chnsenticorp_{s}.tsv', dict(fieldnames=['input', 'output'],
@@ -331,8 +339,9 @@ class PromptTemplate:
     def render(self, rec:Record) -> tuple[str, str]:
         "(prompt, answer) texts for `rec`."
         if rec.history: raise ValueError(f"template {self.name!r} is single-turn; use ChatTemplate for records with history ({rec.source})")
-        t = self.template if rec.input or self.no_input is None else self.no_input
-        prompt = t[:-len('{output}')].format(instruction=rec.instruction, input=rec.input, system=rec.system or '')
+        ins, inp = rec.request()
+        t = self.template if inp or self.no_input is None else self.no_input
+        prompt = t[:-len('{output}')].format(instruction=ins, input=inp, system=rec.system or '')
         p = prompt.rstrip(' ')  # a space before the answer belongs to the answer's first token in byte-level BPE
         return p, prompt[len(p):] + rec.output
 

@@ -19,6 +19,7 @@ from .base import get_device, use_bf16, load_model, load_tokenizer, preset_path,
 from .objective import answer_loss, IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
+from .augment import Augmenter, get_pool
 
 # %% ../nbs/04_train.ipynb #6a08b6c7
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     limit_train: int|None = None
     limit_eval: int|None = None
     strict_data: bool = True  # stop at the first bad row (else skip, count and report)
+    instruction_pool: str|None = None  # ask each training example with a phrasing drawn from this pool (see `get_pool`), e.g. "sentiment_zh"
+    augment: int = 0  # augmented variants per training example (`Augmenter` with its default rates); 0: none
     lora: bool = False  # train LoRA adapters (needs `pip install ift_nb[lora]`), merged into the model at the end
     lora_r: int = 8
     lora_alpha: int = 16
@@ -124,6 +127,13 @@ def prepare_data(cfg:TrainConfig, tok, verbose=True):
     if ev is not None: train = drop_overlap(train, ev, verbose=verbose)
     if cfg.limit_train: train = train[:cfg.limit_train]
     if not train: raise DataError("no training records left", cfg.train)
+    if cfg.augment:
+        train = Augmenter(n_aug=cfg.augment, seed=cfg.seed)(train)
+        if verbose: print(train.report)
+    if cfg.instruction_pool:
+        try: pool = get_pool(cfg.instruction_pool)
+        except KeyError as e: raise DataError(e.args[0], 'config', field='instruction_pool') from None
+        train = pool.sample(train, seed=cfg.seed)
     tr_ds = tokenize_dataset(train, tok, cfg.template, cfg.max_length, verbose=verbose)
     if len(tr_ds) == 0: raise DataError(f"no training example fits in max_length={cfg.max_length} tokens", cfg.train)
     ev_ds = tokenize_dataset(ev, tok, cfg.template, cfg.max_length, verbose=verbose) if ev else None
