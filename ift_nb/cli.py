@@ -7,7 +7,7 @@ __all__ = ['DEMO_EPOCHS', 'DEMO_TASKS', 'cmd_pretrain', 'cmd_check', 'cmd_train'
            'cmd_demo', 'main']
 
 # %% ../nbs/10_cli.ipynb #40c58ec7
-import argparse, json, sys
+import argparse, json, os, sys
 import yaml
 from pathlib import Path
 
@@ -70,7 +70,9 @@ def cmd_train(a):
             if not eq: raise DataError(f"--set expects key=value, got {kv!r}")
             d[k] = yaml.safe_load(v)  # so that true, null, 1e-3 and [a, b] mean what they do in the file
         cfg = TrainConfig.from_dict(d, f"{a.config} (with --set)")
-    m = train(cfg)
+    first = int(os.environ.get('RANK', '0')) == 0  # under torchrun only the first process reports
+    m = train(cfg, verbose=first)
+    if not first: return 0
     print(f"model saved to {cfg.output_dir}")
     print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from') and v is not None]))
     return 0
@@ -201,6 +203,6 @@ def main(argv:list[str]|None=None) -> int:
     "Entry point of the `ift_nb` command."
     a = parser().parse_args(argv)
     try: return a.func(a)
-    except (DataError, OSError, ValueError, KeyError, ImportError) as e:
+    except (DataError, OSError, ValueError, KeyError, ImportError, FloatingPointError) as e:
         print(f"ift_nb {a.cmd}: error: {e}", file=sys.stderr)
         return 2

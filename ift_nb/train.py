@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'resolve_model', 'add_lora', 'prepare_data', 'token_accuracy', 'IFTTrainer', 'training_args',
-           'last_checkpoint', 'train', 'plot_history']
+           'last_checkpoint', 'last_good_checkpoint', 'train', 'plot_history']
 
 # %% ../nbs/04_train.ipynb #f41127a1
 import json, os, shutil, time
@@ -172,6 +172,17 @@ class IFTTrainer(Trainer):
             return dict(eval_task_rougeL=r['rougeL'])
         finally: model.train(was_training)
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        "The answer loss; a NaN or infinite loss stops training with the step and the last good checkpoint named."
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = out[0] if return_outputs else out
+        if model.training and not torch.isfinite(loss.detach()).all():
+            last = last_good_checkpoint(self.args.output_dir)
+            raise FloatingPointError(f"non-finite loss ({loss.detach().float().mean().item()}) at step {self.state.global_step + 1}: training stopped; "
+                                     + (f"the last good checkpoint is {last}" if last else "no checkpoint was saved before it")
+                                     + " (lower the learning rate, or check the data)")
+        return out
+
     def evaluate(self, *args, **kwargs):
         metrics = super().evaluate(*args, **kwargs)
         extra = self.task_metric()
@@ -197,6 +208,15 @@ def last_checkpoint(out) -> str|None:
     "The newest *complete* checkpoint in `out` (its trainer_state.json, written last, exists); a run killed while saving leaves an incomplete one, which is skipped."
     cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()]
     return str(max(cks, key=lambda p: int(p.name.split('-')[-1]))) if cks else None
+
+def last_good_checkpoint(out) -> str|None:
+    "The newest complete checkpoint whose weights are all finite (a diverging step can leave NaN weights behind before its loss shows it)."
+    from safetensors.torch import load_file
+    cks = sorted((p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()),
+                 key=lambda p: int(p.name.split('-')[-1]), reverse=True)
+    for c in cks:
+        if all(torch.isfinite(t).all() for f in c.glob('*.safetensors') for t in load_file(f).values()): return str(c)
+    return None
 
 def _atomic_save(model, tok, dest:Path):
     "Save model and tokenizer into `dest` through a temporary folder."
@@ -232,6 +252,7 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
         last = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
         metrics |= last if 'eval_loss' in last else trainer.evaluate()
+    if not trainer.is_world_process_zero(): return metrics  # several processes (torchrun): only the first writes the output
     model = trainer.model
     if cfg.lora: model = model.merge_and_unload()
     _atomic_save(model, tok, out)
