@@ -15,6 +15,7 @@ import yaml
 
 # %% ../nbs/04_train.ipynb #1927d09f
 from transformers import Trainer, TrainingArguments, PrinterCallback, set_seed
+from transformers.trainer_utils import rotate_checkpoints
 from .base import get_device, use_bf16, load_model, load_tokenizer, preset_path, _show_progress, use_cjk_font
 from .objective import answer_loss, IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
@@ -171,6 +172,25 @@ class IFTTrainer(Trainer):
             r = evaluate_generation(model, tok, self.task_records, self.template, batch_size=self.args.per_device_eval_batch_size, max_prompt_length=self.max_length)
             return dict(eval_task_rougeL=r['rougeL'])
         finally: model.train(was_training)
+
+    def _save_checkpoint(self, model, trial):
+        "Write each checkpoint under a temporary name and rename it into place, so that a checkpoint-N folder is always complete."
+        real, name = self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}"
+        tmp = os.path.join(real, '.checkpoint-tmp')
+        if self.args.should_save and os.path.exists(tmp): shutil.rmtree(tmp)  # what a run killed while saving left
+        self.accelerator.wait_for_everyone()
+        orig = self._get_output_dir
+        self._get_output_dir = lambda trial=None: tmp
+        try: super()._save_checkpoint(model, trial)
+        finally: self._get_output_dir = orig
+        self.accelerator.wait_for_everyone()  # every process has written its part (each writes its own RNG state)
+        if self.args.should_save:
+            dest = os.path.join(real, name)
+            if os.path.exists(dest): shutil.rmtree(dest)
+            os.replace(os.path.join(tmp, name), dest)
+            shutil.rmtree(tmp, ignore_errors=True)
+            rotate_checkpoints(output_dir=real, save_total_limit=self.args.save_total_limit, use_mtime=False)
+        self.accelerator.wait_for_everyone()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         "The answer loss; a NaN or infinite loss stops training with the step and the last good checkpoint named."
