@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'resolve_model', 'add_lora', 'prepare_data', 'token_accuracy', 'IFTTrainer', 'training_args',
-           'last_checkpoint', 'last_good_checkpoint', 'train', 'plot_history']
+           'TokenCounter', 'last_checkpoint', 'last_good_checkpoint', 'train', 'plot_history']
 
 # %% ../nbs/04_train.ipynb #f41127a1
 import json, os, shutil, time
@@ -21,6 +21,7 @@ from .objective import answer_loss, IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
 from .augment import Augmenter, get_pool
+from .packing import pack_dataset, PackedCollator
 
 # %% ../nbs/04_train.ipynb #6a08b6c7
 @dataclass
@@ -53,6 +54,8 @@ class TrainConfig:
     strict_data: bool = True  # stop at the first bad row (else skip, count and report)
     instruction_pool: str|None = None  # ask each training example with a phrasing drawn from this pool (see `get_pool`), e.g. "sentiment_zh"
     augment: int = 0  # augmented variants per training example (`Augmenter` with its default rates); 0: none
+    packing: bool = False  # pack several examples into each row of max_length tokens (see `pack_dataset`): no padding
+    group_by_length: bool = False  # batches of examples of similar length (less padding, no packing)
     lora: bool = False  # train LoRA adapters (needs `pip install ift_nb[lora]`), merged into the model at the end
     lora_r: int = 8
     lora_alpha: int = 16
@@ -138,7 +141,9 @@ def prepare_data(cfg:TrainConfig, tok, verbose=True):
     tr_ds = tokenize_dataset(train, tok, cfg.template, cfg.max_length, verbose=verbose)
     if len(tr_ds) == 0: raise DataError(f"no training example fits in max_length={cfg.max_length} tokens", cfg.train)
     ev_ds = tokenize_dataset(ev, tok, cfg.template, cfg.max_length, verbose=verbose) if ev else None
-    return tr_ds.remove_columns(['truncated']), ev_ds.remove_columns(['truncated']) if ev_ds else None, ev
+    tr_ds = tr_ds.remove_columns(['truncated'])
+    if cfg.packing: tr_ds = pack_dataset(tr_ds, cfg.max_length)
+    return tr_ds, ev_ds.remove_columns(['truncated']) if ev_ds else None, ev
 
 # %% ../nbs/04_train.ipynb #65af8965
 def _argmax_logits(logits, labels):
@@ -204,7 +209,10 @@ class IFTTrainer(Trainer):
         return out
 
     def evaluate(self, *args, **kwargs):
-        metrics = super().evaluate(*args, **kwargs)
+        col = self.data_collator
+        self.data_collator = getattr(col, 'col', col)  # evaluation batches are not counted as training batches
+        try: metrics = super().evaluate(*args, **kwargs)
+        finally: self.data_collator = col
         extra = self.task_metric()
         if extra: self.log(extra); metrics.update(extra)
         return metrics
@@ -222,7 +230,19 @@ def training_args(cfg:TrainConfig, has_eval:bool) -> TrainingArguments:
         logging_steps=cfg.logging_steps, eval_strategy='steps' if do_eval else 'no', eval_steps=cfg.eval_steps if do_eval else None,
         save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit,
         use_cpu=d.type == 'cpu', bf16=use_bf16(d), report_to=[], dataloader_num_workers=0, remove_unused_columns=False,
-        disable_tqdm=not _show_progress(), save_only_model=False, include_num_input_tokens_seen=True)
+        disable_tqdm=not _show_progress(), save_only_model=False, include_num_input_tokens_seen=True,
+        train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
+
+class TokenCounter:
+    "Wraps a collator and counts the real (non-pad) tokens, all token positions and the examples of the batches it makes."
+    def __init__(self, col): self.col, self.real, self.total, self.examples = col, 0, 0, 0
+    def __call__(self, feats):
+        b = self.col(feats)
+        self.real += sum(len(f['input_ids']) for f in feats); self.total += b['input_ids'].numel()
+        self.examples += sum(len(f.get('seq_lens') or [1]) for f in feats)
+        return b
+    @property
+    def padding_fraction(self) -> float: return 1 - self.real / self.total if self.total else 0.0
 
 def last_checkpoint(out) -> str|None:
     "The newest *complete* checkpoint in `out` (its trainer_state.json, written last, exists); a run killed while saving leaves an incomplete one, which is skipped."
@@ -259,8 +279,9 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     model = load_model(path, device='cpu', dtype=torch.float32)  # the Trainer moves it and handles autocast
     if cfg.lora: model = add_lora(model, cfg)
     tr_ds, ev_ds, ev_recs = prepare_data(cfg, tok, verbose)
+    col = TokenCounter(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id))
     trainer = IFTTrainer(model=model, args=training_args(cfg, ev_ds is not None), train_dataset=tr_ds, eval_dataset=ev_ds,
-                         data_collator=Collator(tok.pad_token_id), processing_class=tok, task_records=ev_recs,
+                         data_collator=col, processing_class=tok, task_records=ev_recs,
                          task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length)
     last = last_checkpoint(out) if cfg.resume else None
     if last and verbose: print(f"resuming from {last}")
@@ -268,7 +289,8 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     res = trainer.train(resume_from_checkpoint=last)
     secs = time.time() - t0
     metrics = dict(train_loss=res.training_loss, steps=trainer.state.global_step, seconds=round(secs, 1),
-                   train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last)
+                   train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last,
+                   padding_fraction=col.padding_fraction, real_tokens_per_second=round(col.real / secs, 1), examples_seen=col.examples)
     if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
         last = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
         metrics |= last if 'eval_loss' in last else trainer.evaluate()
