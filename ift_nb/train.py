@@ -21,7 +21,7 @@ from .objective import answer_loss, IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
 from .augment import Augmenter, get_pool
-from .packing import pack_dataset, PackedCollator
+from .throughput import pack_dataset, PackedCollator
 
 # %% ../nbs/04_train.ipynb #6a08b6c7
 @dataclass
