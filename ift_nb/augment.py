@@ -120,7 +120,8 @@ def words(text:str, lang:str|None=None) -> list[str]:
     return ps
 
 # %% ../nbs/03_augment.ipynb #7b12249f
-def _protected_re(lang, keep) -> re.Pattern:
+@lru_cache(None)  # one compiled pattern per (language, protected words): edits call it several times per text
+def _protected_re(lang, keep:tuple) -> re.Pattern:
     "A pattern matching every protected span: negations and the `keep` words."
     if lang == 'zh':
         alts = sorted({re.escape(w) for w in keep if w}, key=len, reverse=True) + [f"[{''.join(NEGATIONS['zh'])}]"]
@@ -131,11 +132,11 @@ def _protected_re(lang, keep) -> re.Pattern:
 def protected_spans(text:str, lang:str|None=None, keep:tuple=()) -> Counter:
     "The protected spans of `text` (negations and `keep` words), counted; an edit must leave this unchanged."
     lang = lang or text_lang(text)
-    return Counter(m.group().lower() for m in _protected_re(lang, keep).finditer(text))
+    return Counter(m.group().lower() for m in _protected_re(lang, tuple(keep)).finditer(text))
 
 def _mask(text, lang, keep) -> list[bool]:
     m = [False] * len(text)
-    for s in _protected_re(lang, keep).finditer(text): m[s.start():s.end()] = [True] * (s.end() - s.start())
+    for s in _protected_re(lang, tuple(keep)).finditer(text): m[s.start():s.end()] = [True] * (s.end() - s.start())
     return m
 
 # %% ../nbs/03_augment.ipynb #5bf3dc1d

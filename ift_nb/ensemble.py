@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments, PrinterCallback, set_seed
 from .base import get_device, use_bf16, load_tokenizer, load_model, _show_progress
 from .data import Record, DataError
-from .execute import score_labels
+from .execute import score_labels, _batches
 from .train import resolve_model
 
 # %% ../nbs/06_ensemble.ipynb #50f97f73
@@ -73,8 +73,18 @@ def _text(r:Record) -> str:
     return inp or ins
 
 def _by_length(n_tokens, batch_size):
-    order = sorted(range(len(n_tokens)), key=lambda i: n_tokens[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    "Batches of indices of similar length."
+    return list(_batches(sorted(range(len(n_tokens)), key=lambda i: n_tokens[i]), batch_size))
+
+def _save_via_tmp(out, write) -> Path:
+    "Call `write(folder)` on a temporary folder beside `out`, then rename it to `out`: a crash never leaves a half-written `out`."
+    out = Path(out); tmp = out.with_name(out.name + '.tmp')
+    if tmp.exists(): shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if out.exists(): shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
 
 class ClassifierMember:
     "A sequence classifier (any `AutoModelForSequenceClassification`) with its own tokenizer; labels from `config.id2label`."
@@ -88,8 +98,10 @@ class ClassifierMember:
     def labels(self) -> tuple: return tuple(self.model.config.id2label[i] for i in range(self.model.config.num_labels))
 
     @classmethod
-    def load(cls, path, device=None, max_length:int=256):
-        "A classifier from a folder or hub name (safetensors only, no remote code)."
+    def load(cls, path, device=None, max_length:int|None=None):
+        "A classifier from a folder or hub name (safetensors only, no remote code); max_length from its member.json when not given."
+        meta = json.loads((Path(path)/'member.json').read_text()) if (Path(path)/'member.json').exists() else {}
+        max_length = max_length or meta.get('max_length', 256)
         tok = load_tokenizer(path)
         _show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
         model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
@@ -171,11 +183,8 @@ def train_classifier(records, # labelled `Record`s: the input is read, the outpu
     if not _show_progress(): trainer.remove_callback(PrinterCallback)
     trainer.train()
     member = ClassifierMember(trainer.model.eval(), tok, max_length)
-    out = Path(output_dir); tmp = out.with_name(out.name + '.tmp')
-    if tmp.exists(): shutil.rmtree(tmp)
-    member.save(tmp)
-    if out.exists(): shutil.rmtree(out)
-    os.replace(tmp, out); shutil.rmtree(args.output_dir, ignore_errors=True)
+    _save_via_tmp(output_dir, member.save)
+    shutil.rmtree(args.output_dir, ignore_errors=True)
     return member
 
 # %% ../nbs/06_ensemble.ipynb #6a3a94ee
@@ -226,15 +235,11 @@ class Ensemble:
 
     def save(self, path) -> Path:
         "Save as one folder (through a temporary one)."
-        out = Path(path); tmp = out.with_name(out.name + '.tmp')
-        if tmp.exists(): shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        for i, m in enumerate(self.members): m.save(tmp/f'member_{i}')
-        (tmp/'ensemble.json').write_text(json.dumps(dict(rule=self.rule, labels=list(self.labels), kinds=[m.kind for m in self.members],
-                                                          weights=None if self.weights is None else self.weights.tolist()), ensure_ascii=False, indent=1))
-        if out.exists(): shutil.rmtree(out)
-        os.replace(tmp, out)
-        return out
+        def write(tmp):
+            for i, m in enumerate(self.members): m.save(tmp/f'member_{i}')
+            (tmp/'ensemble.json').write_text(json.dumps(dict(rule=self.rule, labels=list(self.labels), kinds=[m.kind for m in self.members],
+                                                              weights=None if self.weights is None else self.weights.tolist()), ensure_ascii=False, indent=1))
+        return _save_via_tmp(path, write)
 
     @classmethod
     def load(cls, path, device=None):

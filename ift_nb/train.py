@@ -244,17 +244,20 @@ class TokenCounter:
     @property
     def padding_fraction(self) -> float: return 1 - self.real / self.total if self.total else 0.0
 
-def last_checkpoint(out) -> str|None:
-    "The newest *complete* checkpoint in `out` (its trainer_state.json, written last, exists); a run killed while saving leaves an incomplete one, which is skipped."
+def _complete_checkpoints(out) -> list[Path]:
+    "Checkpoint folders in `out` that hold their trainer_state.json (the `Trainer` writes it last), newest first."
     cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()]
-    return str(max(cks, key=lambda p: int(p.name.split('-')[-1]))) if cks else None
+    return sorted(cks, key=lambda p: int(p.name.split('-')[-1]), reverse=True)
+
+def last_checkpoint(out) -> str|None:
+    "The newest *complete* checkpoint in `out`; a folder without trainer_state.json (copied half, or written by another tool) is skipped."
+    cks = _complete_checkpoints(out)
+    return str(cks[0]) if cks else None
 
 def last_good_checkpoint(out) -> str|None:
     "The newest complete checkpoint whose weights are all finite (a diverging step can leave NaN weights behind before its loss shows it)."
     from safetensors.torch import load_file
-    cks = sorted((p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()),
-                 key=lambda p: int(p.name.split('-')[-1]), reverse=True)
-    for c in cks:
+    for c in _complete_checkpoints(out):
         if all(torch.isfinite(t).all() for f in c.glob('*.safetensors') for t in load_file(f).values()): return str(c)
     return None
 
