@@ -28,6 +28,7 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 lora_requirements = (cfg.get('lora_requirements') or '').split()
+bench_requirements = (cfg.get('bench_requirements') or '').split()
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -42,7 +43,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {cfg['lib_name']: ['data/*']},
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'lora': lora_requirements },
+    extras_require={ 'dev': dev_requirements, 'lora': lora_requirements, 'bench': bench_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

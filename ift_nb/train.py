@@ -56,6 +56,7 @@ class TrainConfig:
     augment: int = 0  # augmented variants per training example (`Augmenter` with its default rates); 0: none
     packing: bool = False  # pack several examples into each row of max_length tokens (see `pack_dataset`): no padding
     group_by_length: bool = False  # batches of examples of similar length (less padding, no packing)
+    pad_to_max_length: bool = False  # pad every batch to max_length (fixed shapes, as some compilers want; slow: kept for comparison)
     lora: bool = False  # train LoRA adapters (needs `pip install ift_nb[lora]`), merged into the model at the end
     lora_r: int = 8
     lora_alpha: int = 16
@@ -282,7 +283,7 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     model = load_model(path, device='cpu', dtype=torch.float32)  # the Trainer moves it and handles autocast
     if cfg.lora: model = add_lora(model, cfg)
     tr_ds, ev_ds, ev_recs = prepare_data(cfg, tok, verbose)
-    col = TokenCounter(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id))
+    col = TokenCounter(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id, pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None))
     trainer = IFTTrainer(model=model, args=training_args(cfg, ev_ds is not None), train_dataset=tr_ds, eval_dataset=ev_ds,
                          data_collator=col, processing_class=tok, task_records=ev_recs,
                          task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length)
@@ -291,9 +292,9 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     t0 = time.time()
     res = trainer.train(resume_from_checkpoint=last)
     secs = time.time() - t0
-    metrics = dict(train_loss=res.training_loss, steps=trainer.state.global_step, seconds=round(secs, 1),
+    metrics = dict(train_loss=res.training_loss, steps=trainer.state.global_step, seconds=round(secs, 3),
                    train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last,
-                   padding_fraction=col.padding_fraction, real_tokens_per_second=round(col.real / secs, 1), examples_seen=col.examples)
+                   padding_fraction=col.padding_fraction, real_tokens=col.real, real_tokens_per_second=round(col.real / secs, 1), examples_seen=col.examples)
     if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
         last = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
         metrics |= last if 'eval_loss' in last else trainer.evaluate()

@@ -150,3 +150,21 @@ def test_gpt2_family_pretrains_and_fine_tunes(tmp_path, monkeypatch):
     assert model.config.model_type == 'gpt2'
     preds = classify(model, tok, load_embedded('sentiment', 'en')[:4], ['positive', 'negative'])
     assert len(preds) == 4 and set(preds) <= {'positive', 'negative'}
+
+def test_bench_cli_against_trl(tmp_path):
+    "`ift_nb bench` from the console: each system in its own process, the table with ratios against TRL, results.json."
+    pytest.importorskip('trl', reason='trl is not installed (pip install -e ".[bench]")')
+    r = ift_nb('bench', '--data', 'embedded:sentiment:zh', '--n-eval', '16', '--steps', '2', '--batch-size', '8', '--max-length', '128',
+               '--systems', 'ift_nb grouped,TRL', '--labels', '正面,负面', '--output-dir', str(tmp_path/'b'), env={'IFT_NB_QUIET': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'speed / TRL' in r.stdout and 'generate and parse' in r.stdout
+    res = json.loads((tmp_path/'b'/'results.json').read_text())
+    assert set(res['systems']) == {'ift_nb grouped', 'TRL'}
+    for s in res['systems'].values():
+        assert s['real_tokens'] > 0 and 0 <= s['padding_fraction'] < 1 and s['memory_mb'] > 0 and s['eval_loss'] > 0
+    # the same records in the same order for both: a trained model on disk for each, and one eval set
+    assert (tmp_path/'b'/'ift_nb_grouped'/'model.safetensors').exists() and (tmp_path/'b'/'TRL'/'model.safetensors').exists()
+
+def test_bench_cli_bad_data(tmp_path):
+    r = ift_nb('bench', '--data', str(tmp_path/'missing.jsonl'), '--output-dir', str(tmp_path/'b'))
+    assert r.returncode == 2 and 'missing.jsonl' in r.stderr and 'Traceback' not in r.stderr
