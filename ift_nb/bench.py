@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['IFT_SYSTEMS', 'TRL_SYSTEMS', 'SYSTEMS', 'BenchConfig', 'prepare_bench', 'BatchCounter', 'held_out_loss',
-           'flops_per_token', 'matmul_peak', 'run_system', 'bench_labels', 'machine', 'run_bench', 'bench_table']
+           'flops_per_token', 'matmul_peak', 'run_system', 'prompt_pass_rate', 'bench_labels', 'machine', 'run_bench',
+           'bench_table']
 
 # %% ../nbs/11_bench.ipynb #be3299fd
 import json, os, resource, subprocess, sys, time, importlib.util
@@ -15,8 +16,8 @@ import torch
 # %% ../nbs/11_bench.ipynb #be3123d8
 from .base import get_device, load_model, load_tokenizer, use_bf16
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
-from .objective import sequence_nll
-from .execute import prompt_text, _batches, score_labels, generate_and_parse
+from .objective import sequence_nll, IGNORE_INDEX
+from .execute import prompt_text, encode_prompt, _batches, score_labels, generate_and_parse
 from .train import resolve_model
 from .throughput import score_labels_shared
 
@@ -98,11 +99,14 @@ def held_out_loss(model, tok, recs:list, template='zh', batch_size:int=16) -> fl
     return tot / n
 
 # %% ../nbs/11_bench.ipynb #c32aac72
-def flops_per_token(model, lengths:list[int]) -> float:
-    "Useful training FLOPs per real token: 6 x the weights of every linear layer (lm head included) plus causal attention within each example of `lengths`."
+def flops_per_token(model, lengths:list[int], # real tokens of each training example
+                    scored:float=1.0, # fraction of the real tokens whose next token is scored (the output layer's share)
+                   ) -> float:
+    "Useful training FLOPs per real token: 6 x the weights of every linear layer (the output layer for `scored` of the tokens) plus causal attention within each example."
     n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    head = model.get_output_embeddings().weight.numel()
     c = model.config
-    return 6 * n + 6 * c.num_hidden_layers * c.hidden_size * sum(t * (t + 1) for t in lengths) / sum(lengths)
+    return 6 * (n - head) + 6 * head * scored + 6 * c.num_hidden_layers * c.hidden_size * sum(t * (t + 1) for t in lengths) / sum(lengths)
 
 def matmul_peak(n:int=2048, reps:int=5, device='cpu', dtype=torch.float32) -> float:
     "The machine's matrix-multiply speed in GFLOP/s: the best of `reps` products of two n x n matrices (after a warm-up)."
@@ -169,6 +173,19 @@ def _child(system:str, cfg_path:str):
     (Path(cfg.output_dir)/f"{system.replace(' ', '_')}.json").write_text(json.dumps(r))
 
 # %% ../nbs/11_bench.ipynb #d4fea409
+@torch.no_grad()
+def prompt_pass_rate(model, tok, records:list, template='zh', batch_size:int=32, max_length:int|None=512) -> float:
+    "Examples per second of one forward pass over the prompts alone (left-padded, sorted by length, last logits only), tokenisation excluded."
+    model.eval()
+    prompts = [encode_prompt(r, tok, template, max_length) for r in records]
+    order, col = sorted(range(len(prompts)), key=lambda i: len(prompts[i])), Collator(tok.pad_token_id, side='left')
+    batches = [{k: v.to(model.device) for k, v in col([{'input_ids': prompts[i]} for i in idx]).items()} for idx in _batches(order, batch_size)]
+    model(**batches[0], logits_to_keep=1)  # warm-up
+    t = time.perf_counter()
+    for b in batches: last = model(**b, logits_to_keep=1).logits
+    last.float().sum().item()  # waits for a GPU to finish
+    return len(records) / (time.perf_counter() - t)
+
 def bench_labels(model, tok, records:list, labels:list[str], template='zh', batch_size:int=32, max_length:int|None=512) -> dict:
     "Examples per second and accuracy of three ways to classify `records`: one pass per label, one pass per prompt, generate-and-parse."
     bad = [i for i, r in enumerate(records) if r.output not in labels]
@@ -186,6 +203,8 @@ def bench_labels(model, tok, records:list, labels:list[str], template='zh', batc
         t = time.perf_counter(); pred = f(records); secs = time.perf_counter() - t
         res[name] = dict(examples_per_second=len(records) / secs, accuracy=sum(p == g for p, g in zip(pred, gold)) / len(gold),
                          not_a_label=sum(p == -1 for p in pred))
+    res['the prompt pass alone (the floor)'] = dict(examples_per_second=prompt_pass_rate(model, tok, records, template, batch_size, max_length),
+                                                    accuracy=None, not_a_label=0)
     return res
 
 # %% ../nbs/11_bench.ipynb #7c3681dc
@@ -206,7 +225,9 @@ def run_bench(cfg:BenchConfig, verbose:bool=True) -> dict:
     peak = matmul_peak(device=dev.type, dtype=torch.bfloat16 if use_bf16(dev) else torch.float32)
     path = resolve_model(cfg.model)
     tok, model = load_tokenizer(path), load_model(path, device='cpu', dtype=torch.float32)
-    fpt = flops_per_token(model, [len(encode(r, tok, cfg.template, None)['input_ids']) for r in load_records(out/'train.jsonl')])
+    encs = [encode(r, tok, cfg.template, None) for r in load_records(out/'train.jsonl')]
+    lengths = [len(e['input_ids']) for e in encs]
+    fpt = flops_per_token(model, lengths, scored=sum(sum(l != IGNORE_INDEX for l in e['labels'][1:]) for e in encs) / sum(lengths))
     res = dict(machine=machine(), device=str(dev), matmul_peak_gflops=peak, flops_per_token=fpt, data=info, config=asdict(cfg), systems={}, skipped={})
     if verbose: print(f"{res['machine']}\n{'bf16' if use_bf16(dev) else 'fp32'} matmul peak {peak:.0f} GFLOP/s; model {cfg.model}: {fpt / 1e6:.1f} MFLOP per real token; "
                       f"{info['train']} training records ({info['too_long']} of {info['records']} left out, longer than {cfg.max_length} tokens), {info['eval']} held out")
@@ -244,6 +265,7 @@ def bench_table(res:dict) -> str:
         lab = {k: v for k, v in res['labels'].items() if k != 'model'}
         gen = next(v for k, v in lab.items() if k.startswith('generate'))
         rows += ['', f"classifying the {res['data']['eval']} held-out records with the model of {res['labels']['model']}:"]
-        rows += [f"  {k:38} {v['examples_per_second']:8.1f} examples/s  {v['examples_per_second'] / gen['examples_per_second']:5.2f}x generation   accuracy {v['accuracy']:.3f}"
+        rows += [f"  {k:38} {v['examples_per_second']:8.1f} examples/s  {v['examples_per_second'] / gen['examples_per_second']:5.2f}x generation"
+                 + (f"   accuracy {v['accuracy']:.3f}" if v['accuracy'] is not None else '')
                  + (f"  ({v['not_a_label']} answers name no label)" if v['not_a_label'] else '') for k, v in lab.items()]
     return '\n'.join(rows)

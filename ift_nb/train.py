@@ -21,7 +21,7 @@ from .objective import answer_loss, IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
 from .augment import Augmenter, get_pool
-from .throughput import pack_dataset, PackedCollator
+from .throughput import pack_dataset, PackedCollator, answer_positions, answer_loss_at, keeps_logits
 
 # %% ../nbs/04_train.ipynb #6a08b6c7
 @dataclass
@@ -57,6 +57,7 @@ class TrainConfig:
     packing: bool = False  # pack several examples into each row of max_length tokens (see `pack_dataset`): no padding
     group_by_length: bool = False  # batches of examples of similar length (less padding, no packing)
     pad_to_max_length: bool = False  # pad every batch to max_length (fixed shapes, as some compilers want; slow: kept for comparison)
+    answer_logits_only: bool = True  # compute the output layer only where the loss needs it (the same loss and gradients, faster)
     lora: bool = False  # train LoRA adapters (needs `pip install ift_nb[lora]`), merged into the model at the end
     lora_r: int = 8
     lora_alpha: int = 16
@@ -160,9 +161,12 @@ def token_accuracy(eval_pred) -> dict:
 
 class IFTTrainer(Trainer):
     "The HF `Trainer` with the answer-only objective, token accuracy and a task metric."
-    def __init__(self, *args, task_records=None, task_labels=None, template='zh', task_eval_size=200, max_length=512, **kwargs):
-        super().__init__(*args, compute_loss_func=lambda out, labels, num_items_in_batch=None: answer_loss(out.logits, labels, num_items_in_batch),
+    def __init__(self, *args, task_records=None, task_labels=None, template='zh', task_eval_size=200, max_length=512,
+                 answer_logits_only:bool=True, # in training, logits only where the loss needs them (`answer_positions`)
+                 **kwargs):
+        super().__init__(*args, compute_loss_func=lambda out, labels, num_items_in_batch=None: answer_loss_at(out.logits, labels, num_items_in_batch),
                          preprocess_logits_for_metrics=_argmax_logits, compute_metrics=token_accuracy, **kwargs)
+        self.answer_logits_only = answer_logits_only and keeps_logits(self.model)
         self.task_records, self.task_labels, self.template = (task_records or [])[:task_eval_size], task_labels, template
         self.max_length = max_length  # the task metric sees inputs cut like in training
         if not _show_progress(): self.remove_callback(PrinterCallback)  # no per-step log dicts under tests / IFT_NB_QUIET
@@ -199,7 +203,9 @@ class IFTTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        "The answer loss; a NaN or infinite loss stops training with the step and the last good checkpoint named."
+        "The answer loss (from the logits at the answer positions only, in training); a NaN or infinite loss stops training with the step and the last good checkpoint named."
+        if self.answer_logits_only and model.training and not return_outputs and 'labels' in inputs:
+            inputs = {**inputs, 'logits_to_keep': answer_positions(inputs['labels'])}
         out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = out[0] if return_outputs else out
         if model.training and not torch.isfinite(loss.detach()).all():
@@ -286,7 +292,8 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     col = TokenCounter(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id, pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None))
     trainer = IFTTrainer(model=model, args=training_args(cfg, ev_ds is not None), train_dataset=tr_ds, eval_dataset=ev_ds,
                          data_collator=col, processing_class=tok, task_records=ev_recs,
-                         task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length)
+                         task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length,
+                         answer_logits_only=cfg.answer_logits_only)
     last = last_checkpoint(out) if cfg.resume else None
     if last and verbose: print(f"resuming from {last}")
     t0 = time.time()
