@@ -96,9 +96,13 @@ def score_labels(model, tok, records:list[Record], labels:list[str], # candidate
         scores[idx] = s.float().cpu()
     return scores.view(len(records), len(labels))
 
-def classify(model, tok, records, labels, template='zh', **kw) -> list[str]:
+def classify(model, tok, records, labels, template='zh',
+             one_pass:bool=True, # all labels in one pass per prompt (`score_labels_shared`, throughput chapter); False: `score_labels`
+             **kw) -> list[str]:
     "The highest-scoring label for each record."
-    return [labels[i] for i in score_labels(model, tok, records, labels, template, **kw).argmax(1).tolist()]
+    if one_pass: from ift_nb.throughput import score_labels_shared as scorer  # that chapter builds on this one
+    else: scorer = score_labels
+    return [labels[i] for i in scorer(model, tok, records, labels, template, **kw).argmax(1).tolist()]
 
 # %% ../nbs/05_execute.ipynb #ef0f1d62
 def parse_label(text:str, labels:list[str]) -> str|None:

@@ -88,19 +88,21 @@ def keeps_logits(model) -> bool:
     return 'logits_to_keep' in inspect.signature(m.forward).parameters
 
 # %% ../nbs/09_throughput.ipynb #b2b1d7ea
-from .data import Record, encode
-from .execute import _show_progress, _batches
+import warnings
+from .data import Record, encode, PromptTemplate
+from .execute import _show_progress, _batches, score_labels
 
 # %% ../nbs/09_throughput.ipynb #3069f274
 def _split_prompt(r, tok, labels, template, max_length):
-    "The prompt's token ids and each label's answer ids (EOS included), tokenised as in training."
+    "The prompt's token ids and each label's answer ids (EOS included), tokenised as in training; None if no prompt is shared."
     encs = [encode(Record(r.instruction, r.input, lab, r.system, r.history), tok, template, max_length) for lab in labels]
     bad = [lab for lab, e in zip(labels, encs) if e['status'] != 'ok']
     if bad: raise ValueError(f"label {bad[0]!r} does not fit after the prompt of {r.source or r.input[:30]!r} in max_length={max_length}")
-    a = min(next(j for j, l in enumerate(e['labels']) if l != IGNORE_INDEX) for e in encs)  # where the first answer starts
-    if any(e['input_ids'][:a] != encs[0]['input_ids'][:a] for e in encs):
-        raise ValueError(f"the prompt of {r.source or r.input[:30]!r} is tokenised differently before different labels; use score_labels")
-    return encs[0]['input_ids'][:a], [e['input_ids'][a:] for e in encs]
+    starts = [next(j for j, l in enumerate(e['labels']) if l != IGNORE_INDEX) for e in encs]  # where each answer starts
+    prompts = [e['input_ids'][:s] for e, s in zip(encs, starts)]
+    if any(p != prompts[0] for p in prompts) and not any(e['truncated'] for e in encs): return None  # tokens straddle prompt and answer
+    # an input cut to fit is cut for the longest answer: every answer then follows that same (shortest) prompt
+    return min(prompts, key=len), [e['input_ids'][s:] for e, s in zip(encs, starts)]
 
 def answers_batch(prompts:list, # token ids of each prompt
                   answers:list, # for each prompt, the token ids of each of its answers
@@ -130,8 +132,12 @@ def score_labels_shared(model, tok, records:list, labels:list[str], # candidate 
     "Log-likelihood of each label as the answer to each record, (records, labels): one pass over each prompt and all its answers."
     model.eval()
     split = [_split_prompt(r, tok, labels, template, max_length) for r in records]
-    order = sorted(range(len(split)), key=lambda i: len(split[i][0]) + sum(map(len, split[i][1])))
     out, dev = torch.empty(len(records), len(labels)), model.device
+    alone = [i for i, s in enumerate(split) if s is None]
+    if alone:  # the template glues prompt and answer into shared tokens: these records get one pass per label
+        warnings.warn(f"{len(alone)} of {len(records)} records scored with one pass per label: their prompt is tokenised differently before different labels")
+        out[alone] = score_labels(model, tok, [records[i] for i in alone], labels, template, max_length, batch_size, length_norm, progress=False)
+    order = sorted((i for i, s in enumerate(split) if s is not None), key=lambda i: len(split[i][0]) + sum(map(len, split[i][1])))
     show = _show_progress() if progress is None else progress
     for idx in tqdm(list(_batches(order, batch_size)), desc='scoring labels', disable=not show):
         ps, xs = [split[i][0] for i in idx], [split[i][1] for i in idx]
