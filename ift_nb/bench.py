@@ -75,12 +75,10 @@ class BatchCounter:
     def __init__(self, col): self.col, self.real, self.total, self.examples = col, 0, 0, 0
     def __call__(self, feats):
         b = self.col(feats)
-        ids, am = b['input_ids'], b.get('attention_mask')
-        self.total += ids.numel()
-        if am is not None and am.dim() == 2: self.real += int(am.sum()); self.examples += len(feats)
-        else:  # packed or padding-free rows
-            self.real += sum(len(f['input_ids']) for f in feats)
-            self.examples += int((b['position_ids'] == 0).sum()) if 'position_ids' in b else len(feats)
+        am = b.get('attention_mask')
+        self.total += b['input_ids'].numel()
+        self.real += int(am.sum()) if am is not None and am.dim() == 2 else sum(len(f['input_ids']) for f in feats)
+        self.examples += sum(len(f.get('seq_lens') or f.get('seq_lengths') or [1]) for f in feats)  # packed rows: ift_nb's or TRL's lengths
         return b
     @property
     def padding_fraction(self) -> float: return 1 - self.real / self.total if self.total else 0.0
