@@ -72,9 +72,12 @@ def cmd_train(a):
         cfg = TrainConfig.from_dict(d, f"{a.config} (with --set)")
     first = int(os.environ.get('RANK', '0')) == 0  # under torchrun only the first process reports
     m = train(cfg, verbose=first)
-    if not first: return 0
-    print(f"model saved to {cfg.output_dir}")
-    print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from') and v is not None]))
+    if first:
+        print(f"model saved to {cfg.output_dir}")
+        print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from') and v is not None]))
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # a torchrun process whose work is done and written (`train` waits for that):
+        sys.stdout.flush(); sys.stderr.flush()      # exit without tearing down torch's distributed threads, which aborts 1 run in 20 or so
+        os._exit(0)
     return 0
 
 def _labels(s): return [x.strip() for x in s.split(',') if x.strip()] if s else None

@@ -305,14 +305,15 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
         last = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
         metrics |= last if 'eval_loss' in last else trainer.evaluate()
-    if not trainer.is_world_process_zero(): return metrics  # several processes (torchrun): only the first writes the output
-    model = trainer.model
-    if cfg.lora: model = model.merge_and_unload()
-    _atomic_save(model, tok, out)
-    cfg.to_yaml(out/'ift_config.yaml')
-    metrics['history'] = trainer.state.log_history
-    (out/'metrics.json').write_text(json.dumps(metrics, indent=1, ensure_ascii=False, default=str))
-    plot_history(trainer.state.log_history).figure.savefig(out/'loss.png', dpi=110, bbox_inches='tight'); plt.close('all')
+    if trainer.is_world_process_zero():  # several processes (torchrun): only the first writes the output
+        model = trainer.model
+        if cfg.lora: model = model.merge_and_unload()
+        _atomic_save(model, tok, out)
+        cfg.to_yaml(out/'ift_config.yaml')
+        metrics['history'] = trainer.state.log_history
+        (out/'metrics.json').write_text(json.dumps(metrics, indent=1, ensure_ascii=False, default=str))
+        plot_history(trainer.state.log_history).figure.savefig(out/'loss.png', dpi=110, bbox_inches='tight'); plt.close('all')
+    trainer.accelerator.wait_for_everyone()  # every process returns once the output folder is complete
     return metrics
 
 # %% ../nbs/04_train.ipynb #db5bf8ea
