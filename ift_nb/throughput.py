@@ -89,7 +89,7 @@ def keeps_logits(model) -> bool:
 
 # %% ../nbs/09_throughput.ipynb #b2b1d7ea
 import warnings
-from .data import Record, encode, PromptTemplate
+from .data import Record, encode
 from .execute import _show_progress, _batches, score_labels
 
 # %% ../nbs/09_throughput.ipynb #3069f274

@@ -17,7 +17,7 @@ import yaml
 from transformers import Trainer, TrainingArguments, PrinterCallback, set_seed
 from transformers.trainer_utils import rotate_checkpoints
 from .base import get_device, use_bf16, load_model, load_tokenizer, preset_path, _show_progress, use_cjk_font
-from .objective import answer_loss, IGNORE_INDEX
+from .objective import IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
 from .augment import Augmenter, get_pool
@@ -241,12 +241,12 @@ def training_args(cfg:TrainConfig, has_eval:bool) -> TrainingArguments:
         train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
 
 class TokenCounter:
-    "Wraps a collator and counts the real (non-pad) tokens, all token positions and the examples of the batches it makes."
+    "Wraps a collator (ift_nb's, or TRL's padded or padding-free one) and counts the real tokens, all token positions and the examples of the batches it makes."
     def __init__(self, col): self.col, self.real, self.total, self.examples = col, 0, 0, 0
     def __call__(self, feats):
         b = self.col(feats)
         self.real += sum(len(f['input_ids']) for f in feats); self.total += b['input_ids'].numel()
-        self.examples += sum(len(f.get('seq_lens') or [1]) for f in feats)
+        self.examples += sum(len(f.get('seq_lens') or f.get('seq_lengths') or [1]) for f in feats)  # a packed row: ift_nb's or TRL's lengths
         return b
     @property
     def padding_fraction(self) -> float: return 1 - self.real / self.total if self.total else 0.0
