@@ -17,7 +17,8 @@ from .base import get_device, load_model, load_tokenizer, use_bf16
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
 from .objective import sequence_nll, IGNORE_INDEX
 from .execute import prompt_text, encode_prompt, _batches, score_labels, generate_and_parse
-from .train import resolve_model, TokenCounter
+from .base import resolve_model
+from .train import TokenCounter
 from .throughput import score_labels_shared
 
 # %% ../nbs/11_bench.ipynb #496e9c8e

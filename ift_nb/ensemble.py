@@ -17,7 +17,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from .base import get_device, use_bf16, load_tokenizer, load_model, _show_progress
 from .data import Record, DataError
 from .execute import score_labels, _batches
-from .train import resolve_model
+from .base import resolve_model
 
 # %% ../nbs/06_ensemble.ipynb #50f97f73
 RULES = ('logits', 'probs', 'weighted', 'vote')
