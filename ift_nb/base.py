@@ -7,8 +7,8 @@ __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES',
            'get_device', 'use_bf16', 'default_dtype', 'embedded_path', 'shared_data_dir', 'embedded_corpus',
            'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params', 'load_tokenizer',
            'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'pretrain', 'atomic_dir', 'cache_dir',
-           'base_model_key', 'base_model_path', 'base_model', 'pretrain_info', 'preset_path', 'text_nll',
-           'BaseModelError', 'gguf_file', 'named_base_path', 'resolve_model', 'use_cjk_font', 'plot_loss']
+           'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path', 'text_nll', 'BaseModelError',
+           'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font', 'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
 import hashlib, importlib, json, os, shutil, tempfile, time, warnings
@@ -278,7 +278,7 @@ def _corpus_hash(texts):
     return h.hexdigest()[:16]
 
 def base_model_key(corpus='auto', **kw) -> str:
-    "The cache key of `base_model(corpus, **kw)`."
+    "The cache key of `base_model_path(corpus=corpus, **kw)`."
     texts = base_corpus(corpus) if isinstance(corpus, str) else corpus
     spec = dict(version=CACHE_VERSION, corpus=_corpus_hash(texts), **kw)
     return f"{kw.get('arch','llama')}-{kw.get('size','tiny')}-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
@@ -303,11 +303,6 @@ def base_model_path(size:str='tiny', # a key of `MODEL_SIZES`
         model.save_pretrained(tmp, safe_serialization=True); tok.save_pretrained(tmp)
         (tmp/'pretrain.json').write_text(json.dumps(info, indent=1))
     return atomic_dir(dest, write)
-
-def base_model(size='tiny', corpus='embedded', device=None, **kwargs):
-    "The cached (or freshly pre-trained) base model and tokenizer, loaded with `load_base`."
-    path = base_model_path(size, corpus, **kwargs)
-    return load_base(path, device=device)
 
 def pretrain_info(path) -> dict:
     "What the pre-training run that made the model at `path` recorded (time, loss curve...)."
@@ -422,6 +417,16 @@ def resolve_model(spec:str # "base[:PRESET]", a key of `NAMED_BASES` (e.g. "gemm
     if spec == 'base' or spec.startswith('base:'): return str(preset_path(spec.partition(':')[2] or 'tiny'))
     if spec in NAMED_BASES and not Path(spec).exists(): return str(named_base_path(spec))
     return spec
+
+# %% ../nbs/00_base.ipynb #13f4f443
+@torch.no_grad()
+def nats_per_char(model, tok, texts:list[str]) -> float:
+    "Negative log-likelihood of `texts` under `model`, in nats per character (comparable across tokenizers)."
+    total = 0.0
+    for t in texts:
+        ids = torch.tensor([tok(t).input_ids], device=model.device)  # with the tokenizer's BOS, if it has one
+        total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+    return total / sum(len(t) for t in texts)
 
 # %% ../nbs/00_base.ipynb #4fd5a427
 _CJK_FONTS = ['Noto Sans CJK SC', 'Noto Sans CJK JP', 'WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Source Han Sans SC', 'SimHei', 'Microsoft YaHei', 'PingFang SC']

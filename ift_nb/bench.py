@@ -20,6 +20,7 @@ from .execute import prompt_text, encode_prompt, _batches, score_labels, generat
 from .base import resolve_model
 from .train import TokenCounter
 from .throughput import score_labels_shared
+from .checks import check_values, check_references, python_command, writable_dir, write_atomic, OutputLock
 
 # %% ../nbs/11_bench.ipynb #496e9c8e
 IFT_SYSTEMS = {'ift_nb padded': {}, 'ift_nb grouped': dict(group_by_length=True), 'ift_nb packed': dict(packing=True),
@@ -49,7 +50,7 @@ class BenchConfig:
     def __post_init__(self):
         bad = [s for s in self.systems if s not in IFT_SYSTEMS and s not in TRL_SYSTEMS]
         if bad: raise ValueError(f"unknown system(s) {bad}; choose from {list(IFT_SYSTEMS) + list(TRL_SYSTEMS)}")
-        if self.steps < 1 or self.batch_size < 1 or self.n_eval < 1: raise ValueError("steps, batch_size and n_eval must be at least 1")
+        check_values(asdict(self), 'BenchConfig')  # the ranges every command shares (checks chapter)
 
 # %% ../nbs/11_bench.ipynb #8089bf86
 def _fits(r, tok, cfg) -> bool:
@@ -63,6 +64,7 @@ def prepare_bench(cfg:BenchConfig) -> dict:
     fit = [r for r in recs if _fits(r, tok, cfg)]
     if len(fit) <= cfg.n_eval: raise DataError(f"only {len(fit)} records fit in max_length={cfg.max_length}; need more than n_eval={cfg.n_eval}", cfg.train)
     ev = fit[-cfg.n_eval:]
+    if cfg.labels: check_references(ev, cfg.labels, cfg.train)  # before any training: label scoring needs answers among the labels
     tr = drop_overlap(fit[:-cfg.n_eval], ev, verbose=False)[:cfg.n_train]
     out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
     save_records(tr, out/'train.jsonl'); save_records(ev, out/'eval.jsonl')
@@ -108,7 +110,7 @@ def _run_ift(cfg, kw, out) -> dict:
     from ift_nb.train import TrainConfig, train
     m = train(TrainConfig(model=cfg.model, train=str(Path(cfg.output_dir)/'train.jsonl'), template=cfg.template, max_length=cfg.max_length,
                           output_dir=str(out), max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                          logging_steps=1, resume=False, device=cfg.device, optim='adamw_torch', **kw), verbose=False)
+                          logging_steps=1, resume=False, device=cfg.device, optim='adamw_torch', **kw), verbose=False, overwrite=True)
     return dict(seconds=m['seconds'], real_tokens=m['real_tokens'], padding_fraction=m['padding_fraction'], examples_seen=m['examples_seen'])
 
 def _run_trl(cfg, kw, out) -> dict:
@@ -124,7 +126,7 @@ def _run_trl(cfg, kw, out) -> dict:
                      packing=kw['packing'], gradient_checkpointing=kw.get('gradient_checkpointing', False),
                      report_to=[], logging_steps=1, save_strategy='no', dataloader_num_workers=0, disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
-    col = trainer.data_collator = TokenCounter(trainer.data_collator)
+    col = TokenCounter(trainer.data_collator); col.attach(trainer)  # counts the batches TRL trains on
     t0 = time.time(); trainer.train(); secs = time.time() - t0
     trainer.save_model(str(out)); tok.save_pretrained(str(out))
     return dict(seconds=round(secs, 3), real_tokens=col.real, padding_fraction=col.padding_fraction, examples_seen=col.examples)
@@ -154,7 +156,7 @@ def _child(system:str, cfg_path:str):
     "What the process that runs one system executes: read the config, run, write the result next to it."
     cfg = BenchConfig(**json.loads(Path(cfg_path).read_text()))
     r = run_system(system, cfg)
-    (Path(cfg.output_dir)/f"{system.replace(' ', '_')}.json").write_text(json.dumps(r))
+    write_atomic(Path(cfg.output_dir)/f"{system.replace(' ', '_')}.json", json.dumps(r))
 
 # %% ../nbs/11_bench.ipynb #d4fea409
 @torch.no_grad()
@@ -203,6 +205,9 @@ def machine() -> str:
 
 def run_bench(cfg:BenchConfig, verbose:bool=True) -> dict:
     "Train every system of `cfg` in a fresh process of its own and measure it; print the table with the ratios against TRL."
+    with OutputLock(writable_dir(cfg.output_dir)): return _run_bench(cfg, verbose)  # one benchmark at a time in a folder
+
+def _run_bench(cfg:BenchConfig, verbose:bool) -> dict:
     info = prepare_bench(cfg)
     out = Path(cfg.output_dir); cfg_path = out/'bench_config.json'
     dev = get_device(cfg.device)
@@ -218,9 +223,12 @@ def run_bench(cfg:BenchConfig, verbose:bool=True) -> dict:
     for s in cfg.systems:
         if s in TRL_SYSTEMS and importlib.util.find_spec('trl') is None:
             res['skipped'][s] = 'trl is not installed (pip install ift_nb[bench])'; continue
-        p = subprocess.run([sys.executable, '-c', f"from ift_nb.bench import _child; _child({s!r}, {str(cfg_path)!r})"],
+        p = subprocess.run(python_command(f"from ift_nb.bench import _child; _child({s!r}, {str(cfg_path)!r})"),  # nothing imported from the working directory
                            capture_output=True, text=True, env=os.environ | {'IFT_NB_QUIET': '1'})
-        if p.returncode: raise RuntimeError(f"benchmark system {s!r} failed:\n{p.stderr[-3000:]}")
+        if p.returncode:
+            log = out/f"{s.replace(' ', '_')}.log"; log.write_text(p.stderr, encoding='utf-8')
+            last = next((l for l in reversed(p.stderr.splitlines()) if l.strip()), f'exit status {p.returncode}')
+            raise RuntimeError(f"benchmark system {s!r} failed: {last} (its whole output: {log})")
         r = json.loads((out/f"{s.replace(' ', '_')}.json").read_text())
         r['mfu'] = r['real_tokens_per_second'] * fpt / (peak * 1e9)
         res['systems'][s] = r
@@ -229,7 +237,7 @@ def run_bench(cfg:BenchConfig, verbose:bool=True) -> dict:
         best = min(res['systems'], key=lambda s: res['systems'][s]['eval_loss'])
         m = load_model(out/best.replace(' ', '_'), device=dev)
         res['labels'] = dict(model=best, **bench_labels(m, load_tokenizer(out/best.replace(' ', '_')), load_records(out/'eval.jsonl'), cfg.labels, cfg.template))
-    (out/'results.json').write_text(json.dumps(res, indent=1, ensure_ascii=False))
+    write_atomic(out/'results.json', json.dumps(res, indent=1, ensure_ascii=False))
     if verbose: print(bench_table(res))
     return res
 

@@ -4,18 +4,19 @@
 
 # %% auto #0
 __all__ = ['DEMO_RECIPES', 'DEMO_MODEL', 'DEMO_TASKS', 'cmd_pretrain', 'cmd_check', 'cmd_train', 'cmd_eval', 'cmd_predict',
-           'demo', 'parser', 'cmd_bench', 'cmd_demo', 'main']
+           'demo', 'parser', 'cmd_bench', 'cmd_demo', 'main', 'exit_code', 'error_line']
 
 # %% ../nbs/10_cli.ipynb #40c58ec7
-import argparse, json, os, sys
+import argparse, contextlib, errno, json, os, sys, traceback
 import yaml
 from pathlib import Path
 
 # %% ../nbs/10_cli.ipynb #68a550cd
-from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model
-from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS
+from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError
+from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record
 from .train import TrainConfig, train
 from .execute import evaluate_classification, evaluate_generation, generate, classify
+from .checks import check_values, check_references, writable_file, write_atomic
 
 # %% ../nbs/10_cli.ipynb #92ddd097
 def _corpus_arg(s):
@@ -47,6 +48,7 @@ def cmd_check(a):
                         strict=not a.lenient, verbose=False)
     print(recs.report)
     for m in recs.report.messages: print('  skipped:', m)
+    if recs.report.lines: print(f"  skipped lines: {', '.join(map(str, recs.report.lines))}")
     if a.tokenizer:
         tok = load_tokenizer(a.tokenizer)
         tokenize_dataset(recs, tok, a.template, a.max_length, verbose=True)
@@ -62,59 +64,78 @@ def _table(rows:list[tuple], head=('metric', 'value')) -> str:
 
 def cmd_train(a):
     "Run `train` on a YAML config and print the final metrics."
-    cfg = TrainConfig.from_yaml(a.config)
-    if a.set:
-        d = {k: v for k, v in vars(cfg).items()}
-        for kv in a.set:
-            k, eq, v = kv.partition('=')
-            if not eq: raise DataError(f"--set expects key=value, got {kv!r}")
-            d[k] = yaml.safe_load(v)  # so that true, null, 1e-3 and [a, b] mean what they do in the file
-        cfg = TrainConfig.from_dict(d, f"{a.config} (with --set)")
+    overrides = {}
+    for kv in a.set or []:
+        k, eq, v = kv.partition('=')
+        if not eq: raise DataError(f"--set expects key=value, got {kv!r}")
+        try: overrides[k.strip()] = yaml.safe_load(v)  # so that true, null, 1e-3 and [a, b] mean what they do in the file
+        except yaml.YAMLError: raise DataError(f"--set {kv!r}: the value is not valid YAML") from None
+    cfg = TrainConfig.from_yaml(a.config, overrides)
     first = int(os.environ.get('RANK', '0')) == 0  # under torchrun only the first process reports
-    m = train(cfg, verbose=first)
+    m = train(cfg, verbose=first, overwrite=a.overwrite)
     if first:
-        print(f"model saved to {cfg.output_dir}")
-        print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from') and v is not None]))
+        if not m.get('already_complete'): print(f"model saved to {cfg.output_dir}")
+        print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from', 'already_complete') and v is not None]))
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # a torchrun process whose work is done and written (`train` waits for that):
         sys.stdout.flush(); sys.stderr.flush()      # exit without tearing down torch's distributed threads, which aborts 1 run in 20 or so
         os._exit(0)
     return 0
 
+# %% ../nbs/10_cli.ipynb #b16f258d
 def _labels(s): return [x.strip() for x in s.split(',') if x.strip()] if s else None
 
-def _eval_records(a):
-    recs = load_data(a.data, strict=not a.lenient, limit=a.limit)
+def _report(recs):
+    "What loading skipped, on stderr: the counts and every skipped row's line."
+    rep = recs.report
+    if rep is None or not rep.skipped: return
+    print(rep, file=sys.stderr)
+    for m in rep.messages: print('  skipped:', m, file=sys.stderr)
+    if rep.lines: print(f"  skipped lines: {', '.join(map(str, rep.lines))}", file=sys.stderr)
+
+def _eval_records(a, answers=True):
+    with contextlib.redirect_stdout(sys.stderr): recs = load_data(a.data, strict=not a.lenient, limit=a.limit, verbose=False, answers=answers)
+    _report(recs)
     if not recs: raise DataError("no records to evaluate", a.data)
     return recs
 
+def _line(r:Record, i:int) -> int:
+    "The line (or item) of the source that record `r` came from; its position when it has no source."
+    try: return int(r.source.rsplit(':', 1)[1])
+    except (AttributeError, ValueError, IndexError): return i + 1
+
 def cmd_eval(a):
     "Measure a model on a data set and print a metrics table."
+    if a.out: writable_file(a.out, '--out')
+    recs, labels = _eval_records(a), _labels(a.labels)  # the data before the model: a data error costs no model load
+    if labels: check_references(recs, labels, a.data)
     model, tok = load_base(resolve_model(a.model))
-    recs = _eval_records(a)
-    if a.labels:
-        r = evaluate_classification(model, tok, recs, _labels(a.labels), a.template, method=a.method, batch_size=a.batch_size)
+    if labels:
+        r = evaluate_classification(model, tok, recs, labels, a.template, method=a.method, batch_size=a.batch_size)
         rows = [('accuracy', r['accuracy']), ('macro_f1', r['macro_f1']), ('unparsable', r['unparsable']), ('n', r['n'])]
     else:
         r = evaluate_generation(model, tok, recs, a.template, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
         rows = [(k, r[k]) for k in ('rouge1', 'rouge2', 'rougeL', 'empty', 'n')]
     print(_table(rows))
-    if a.out: Path(a.out).write_text(json.dumps({k: v for k, v in r.items()}, ensure_ascii=False, indent=1), encoding='utf-8')
+    if a.out: write_atomic(a.out, json.dumps(r, ensure_ascii=False, indent=1))
     return 0
 
 def cmd_predict(a):
-    "Answer every record of a data set; one JSON line per record (to --out or stdout)."
-    model, tok = load_base(resolve_model(a.model))
-    recs = _eval_records(a)
-    preds = (classify(model, tok, recs, _labels(a.labels), a.template, batch_size=a.batch_size) if a.labels
-             else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size))
-    lines = [json.dumps(dict(instruction=r.instruction, input=r.input, prediction=p, reference=r.output), ensure_ascii=False) for r, p in zip(recs, preds)]
-    if a.out: Path(a.out).write_text('\n'.join(lines) + '\n', encoding='utf-8'); print(f"wrote {len(lines)} predictions to {a.out}")
-    else: print('\n'.join(lines))
+    "Answer every record of a data set (rows need no answer): one JSON line each, with the line it came from, to --out or stdout (reports go to stderr)."
+    if a.out: writable_file(a.out, '--out')
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the predictions and nothing else
+        recs, labels = _eval_records(a, answers=False), _labels(a.labels)
+        model, tok = load_base(resolve_model(a.model))
+        preds = (classify(model, tok, recs, labels, a.template, batch_size=a.batch_size) if labels
+                 else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size))
+    rows = [dict(line=_line(r, i), instruction=r.instruction, input=r.input, prediction=p, reference=r.output or None) for i, (r, p) in enumerate(zip(recs, preds))]
+    text = ''.join(json.dumps(x, ensure_ascii=False) + '\n' for x in rows)
+    if a.out: write_atomic(a.out, text); print(f"wrote {len(rows)} predictions to {a.out}", file=sys.stderr)
+    else: sys.stdout.write(text)
     return 0
 
 # %% ../nbs/10_cli.ipynb #53157e3e
 DEMO_RECIPES = {  # training settings per base model: TrainConfig fields (see the prose above for how they were chosen)
-    'gemma-3-270m': dict(lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, lr=1e-3, epochs=3, batch_size=8, max_length=192, logging_steps=10),
+    'gemma-3-270m': dict(lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, lr=1e-3, epochs=3, batch_size=8, max_length=192, group_by_length=True, logging_steps=10),
     'base': dict(lr=3e-3, epochs=15, batch_size=16, logging_steps=20),  # the tiny base: more epochs only overfit
 }
 DEMO_MODEL = 'gemma-3-270m'
@@ -128,8 +149,8 @@ DEMO_TASKS = [  # name, task, language, labels (None: generation)
 def _measure(model, tok, tests):
     res = {}
     for name, recs, labels in tests:
-        if labels: res[name] = ('accuracy', evaluate_classification(model, tok, recs, labels)['accuracy'])
-        else: res[name] = ('ROUGE-L (char)', evaluate_generation(model, tok, recs, max_new_tokens=48)['rougeL'])
+        if labels: res[name] = ('accuracy', evaluate_classification(model, tok, recs, labels, batch_size=8)['accuracy'])
+        else: res[name] = ('ROUGE-L (char)', evaluate_generation(model, tok, recs, max_new_tokens=48, batch_size=4)['rougeL'])
     return res
 
 def demo(output_dir='runs/demo', # where the data split, the model and demo.json go
@@ -164,6 +185,7 @@ def demo(output_dir='runs/demo', # where the data split, the model and demo.json
 def parser() -> argparse.ArgumentParser:
     "The `ift_nb` argument parser."
     p = argparse.ArgumentParser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')
+    p.add_argument('--debug', action='store_true', help='on an error, print the traceback too (also IFT_NB_DEBUG=1; accepted anywhere on the line)')
     sub = p.add_subparsers(dest='cmd', required=True)
     s = sub.add_parser('pretrain', help='pre-train (or fetch from the cache) a small base model')
     s.add_argument('--size', default='tiny', choices=list(MODEL_SIZES))
@@ -187,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser('train', help='instruction-fine-tune with a YAML config')
     t.add_argument('config')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config key (repeatable)')
+    t.add_argument('--overwrite', action='store_true', help='train again from the start, replacing a finished run or the checkpoints in output_dir')
     t.set_defaults(func=cmd_train)
     for name, func, hlp in (('eval', cmd_eval, 'measure a model on a data set'), ('predict', cmd_predict, "write a model's answers")):
         e = sub.add_parser(name, help=hlp)
@@ -239,9 +262,42 @@ def cmd_demo(a):
     return demo(a.output_dir, a.model, a.epochs)
 
 def main(argv:list[str]|None=None) -> int:
-    "Entry point of the `ift_nb` command."
-    a = parser().parse_args(argv)
-    try: return a.func(a)
-    except (DataError, OSError, ValueError, KeyError, ImportError, FloatingPointError) as e:
-        print(f"ift_nb {a.cmd}: error: {e}", file=sys.stderr)
-        return 2
+    "Entry point of the `ift_nb` command: every error ends in one line on stderr (the traceback too with --debug or IFT_NB_DEBUG=1); exit status 2 for bad input, 1 for a failure."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv or bool(os.environ.get('IFT_NB_DEBUG'))
+    try: a = parser().parse_args([x for x in argv if x != '--debug'])
+    except SystemExit as e: return e.code if isinstance(e.code, int) else 2  # argparse printed the usage and the error (or the help)
+    try:
+        check_values({k: v for k, v in vars(a).items() if not (k == 'device' and v == 'auto')}, cli=True)  # every option, before any work
+        return a.func(a)
+    except KeyboardInterrupt:
+        print(f"ift_nb {a.cmd}: interrupted" + ('; the same command resumes from the last checkpoint' if a.cmd == 'train' else ''), file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug: traceback.print_exc()
+        print(error_line(a.cmd, e), file=sys.stderr)
+        return exit_code(e)
+
+# %% ../nbs/10_cli.ipynb #d0174bc1
+_FAILED = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}  # the work failed, whatever the input
+_TOLD = (DataError, FloatingPointError, BaseModelError)  # their message says all: no type, no place
+
+def exit_code(e:BaseException) -> int:
+    "2 when the input was bad (a value, an option, a file or model that is not there), 1 when the work failed (a full disk, memory, a bug)."
+    if isinstance(e, OSError) and e.errno in _FAILED: return 1
+    return 2 if isinstance(e, (ValueError, KeyError, ImportError, FloatingPointError, OSError)) else 1
+
+def _where(e:BaseException) -> str:
+    "Where `e` was raised, and the innermost ift_nb code it passed through when that is elsewhere."
+    tb = traceback.extract_tb(e.__traceback__)
+    if not tb: return 'no traceback'
+    ours = [f for f in tb if f'{os.sep}ift_nb{os.sep}' in f.filename]
+    at = lambda f: f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} in {f.name}"
+    return f"raised at {at(tb[-1])}" + (f", from {at(ours[-1])}" if ours and ours[-1] is not tb[-1] else '')
+
+def error_line(cmd:str, e:BaseException) -> str:
+    "One line for any error: the command, what failed in the error's own words, and for an unexpected kind its type and place."
+    msg = ' '.join(str(e).split()) or repr(e)
+    if len(msg) > 1500: msg = msg[:1500] + ' ...'
+    if isinstance(e, _TOLD): return f"ift_nb {cmd}: error: {msg}"
+    return f"ift_nb {cmd}: {'error' if exit_code(e) == 2 else 'failed'}: {type(e).__name__}: {msg} ({_where(e)}; --debug shows the traceback)"

@@ -63,8 +63,10 @@ class LoadReport:
     n_kept: int = 0
     skipped: Counter = field(default_factory=Counter)
     messages: list = field(default_factory=list)
+    lines: list = field(default_factory=list)  # the line (or item) number of every skipped row
     def skip(self, err:DataError, keep:int=5):
         self.skipped[re.split(r"[:'(]", err.msg)[0].strip()] += 1
+        if err.line: self.lines.append(err.line)
         if len(self.messages) < keep: self.messages.append(str(err))
     def __str__(self):
         s = f"{self.path}: read {self.n_read} rows, kept {self.n_kept}"
@@ -108,11 +110,13 @@ def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
             if not line.strip(): continue
             try: row = json.loads(line)
             except json.JSONDecodeError as e: yield i, DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, i); continue
+            except RecursionError: yield i, DataError("invalid JSON: nested too deeply", path, i); continue
             yield i, row if isinstance(row, dict) else DataError(f"expected a JSON object, got {type(row).__name__}", path, i)
     elif suf == '.json':
         text = ''.join(l for _, l in _decode_lines(path))
         try: data = json.loads(text)
         except json.JSONDecodeError as e: raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
+        except RecursionError: raise DataError("invalid JSON: nested too deeply", path) from None
         if isinstance(data, dict) and isinstance(data.get('data'), list): data = data['data']
         if not isinstance(data, list): raise DataError("expected a JSON list of objects", path)
         for i, row in enumerate(data, 1):  # for a JSON list, "line" is the item number
@@ -169,6 +173,7 @@ def parse_row(row:dict, # one row of a data file
               instruction:str|None=None, # fixed instruction for rows that have none
               labels=None, # allowed answers (after `label_map`); None: any
               label_map:dict|None=None, # rewrite answers, e.g. {'positive': '正面'}
+              answers:bool=True, # the row must have an answer; False: it may have none (rows to predict)
              ) -> Record:
     "Turn one row (Alpaca or chat format) into a validated `Record`."
     if columns: row = {k: row[v] for k, v in columns.items() if v in row} | {k: v for k, v in row.items() if k not in columns.values()}
@@ -177,16 +182,16 @@ def parse_row(row:dict, # one row of a data file
             rec = _from_chat(row[key], key, path, line); break
     else:
         instr = instruction if instruction is not None and 'instruction' not in row else _str_field(row, 'instruction', path, line)
-        out = _str_field(row, 'output', path, line)
+        out = _str_field(row, 'output', path, line, required=answers)
         if label_map: out = label_map.get(out.strip(), out)
-        if not out.strip(): raise DataError("empty answer", path, line, 'output')
+        if answers and not out.strip(): raise DataError("empty answer", path, line, 'output')
         hist = row.get('history') or []
         if not (isinstance(hist, list) and all(isinstance(h, (list, tuple)) and len(h) == 2 and all(isinstance(s, str) for s in h) for h in hist)):
             raise DataError("expected a list of [user, assistant] string pairs", path, line, 'history')
         rec = Record(instr, _str_field(row, 'input', path, line, required=False), out,
                      _str_field(row, 'system', path, line, required=False) or None, [list(h) for h in hist])
     if not rec.instruction.strip() and not rec.input.strip(): raise DataError("empty instruction and input", path, line, 'instruction')
-    if labels is not None and rec.output.strip() not in labels:
+    if labels is not None and (answers or rec.output.strip()) and rec.output.strip() not in labels:
         raise DataError(f"unknown label {rec.output.strip()!r}; expected one of {sorted(labels)}", path, line, 'output')
     rec.source = f"{path}:{line}" if path else None
     return rec
@@ -201,6 +206,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
                  strict:bool=True, # raise on the first bad row; else skip, count and report
                  limit:int|None=None, # stop after this many good records
                  verbose:bool=True, # print the report when rows were skipped
+                 answers:bool=True, # every row must have an answer; False: rows without one are kept (to predict)
                 ) -> RecordList:
     "Load and validate the examples of one data file."
     rep, out = LoadReport(str(path)), RecordList()
@@ -208,7 +214,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
         rep.n_read += 1
         try:
             if isinstance(row, DataError): raise row
-            out.append(parse_row(row, path, line, columns, instruction, labels, label_map))
+            out.append(parse_row(row, path, line, columns, instruction, labels, label_map, answers))
         except DataError as e:
             if strict: raise
             rep.skip(e)

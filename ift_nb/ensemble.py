@@ -112,7 +112,7 @@ class ClassifierMember:
         "Logits (examples, labels)."
         self.model.eval()
         ids = self.tok([_text(r) for r in records], truncation=True, max_length=self.max_length)['input_ids']
-        out = torch.empty(len(records), len(self.labels))
+        out = torch.full((len(records), len(self.labels)), float('nan'))  # NaN until scored: never uninitialised memory
         col = DataCollatorWithPadding(self.tok)
         for idx in _by_length([len(x) for x in ids], batch_size):
             b = col([dict(input_ids=ids[i]) for i in idx]).to(self.model.device)

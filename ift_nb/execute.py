@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .base import cache_dir, _show_progress
 from .objective import sequence_nll
 from .data import Record, encode, get_template, ChatTemplate, Collator, prompt_ids
+from .checks import check_values, check_references
 import evaluate
 
 # %% ../nbs/05_execute.ipynb #0f8edc3f
@@ -36,6 +37,7 @@ def encode_prompt(rec:Record, tok, template='zh', max_length:int|None=None) -> l
 
 # %% ../nbs/05_execute.ipynb #61675088
 def _batches(xs, bs):
+    check_values(dict(batch_size=bs))  # a batch size below 1 would make no batch, and leave every result unset
     for i in range(0, len(xs), bs): yield xs[i:i+bs]
 
 def stop_ids(tok) -> list[int]:
@@ -54,6 +56,7 @@ def generate(model, tok, records:list[Record], # what to answer
              **gen_kwargs, # passed to `model.generate` (e.g. do_sample=True, temperature=0.7)
             ) -> list[str]:
     "Greedy (by default) answers to `records`, batched with left padding, stopping at EOS."
+    check_values(dict(max_new_tokens=max_new_tokens, batch_size=batch_size, max_prompt_length=max_prompt_length), 'generate')
     model.eval()
     col = Collator(tok.pad_token_id, side='left')
     prompts = [encode_prompt(r, tok, template, max_prompt_length) for r in records]
@@ -68,6 +71,7 @@ def generate(model, tok, records:list[Record], # what to answer
         for i, g in zip(idx, gen.tolist()):
             stops = [k for k, t in enumerate(g) if t in kw['eos_token_id'] or t == tok.pad_token_id]
             out[i] = tok.decode(g[:stops[0]] if stops else g, skip_special_tokens=True).strip()
+    assert None not in out, 'a record was never answered'
     return out
 
 # %% ../nbs/05_execute.ipynb #8d225b58
@@ -78,6 +82,7 @@ def score_labels(model, tok, records:list[Record], labels:list[str], # candidate
                  length_norm:bool=False, # mean instead of sum of token log-probabilities
                  progress:bool|None=None) -> torch.Tensor:
     "Log-likelihood of each label as the answer to each record: a (records, labels) tensor."
+    check_values(dict(batch_size=batch_size, max_length=max_length, labels=labels), 'score_labels')
     model.eval()
     col = Collator(tok.pad_token_id)
     feats = []
@@ -86,7 +91,7 @@ def score_labels(model, tok, records:list[Record], labels:list[str], # candidate
             e = encode(Record(r.instruction, r.input, lab, r.system, r.history), tok, template, max_length)
             if e['status'] != 'ok': raise ValueError(f"label {lab!r} does not fit after the prompt of {r.source or r.input[:30]!r} in max_length={max_length}")
             feats.append(e)
-    scores = torch.empty(len(feats))
+    scores = torch.full((len(feats),), float('nan'))  # NaN until scored: never uninitialised memory
     order = sorted(range(len(feats)), key=lambda i: len(feats[i]['input_ids']))
     show = _show_progress() if progress is None else progress
     for idx in tqdm(list(_batches(order, batch_size)), desc='scoring labels', disable=not show):
@@ -94,6 +99,7 @@ def score_labels(model, tok, records:list[Record], labels:list[str], # candidate
         nll, n = sequence_nll(model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits, b['labels'])
         s = -nll / n if length_norm else -nll
         scores[idx] = s.float().cpu()
+    assert not scores.isnan().any(), 'a (record, label) pair was never scored'
     return scores.view(len(records), len(labels))
 
 def classify(model, tok, records, labels, template='zh',
@@ -189,7 +195,10 @@ def load_metric(name:str # "accuracy", "f1" or "rouge"
 
 # %% ../nbs/05_execute.ipynb #c8a9c6de
 def evaluate_classification(model, tok, records, labels, template='zh', method:str='score', **kw) -> dict:
-    "Accuracy and macro-F1 of `model` on labelled `records`, by label scoring ('score') or generate-and-parse ('generate')."
+    "Accuracy and macro-F1 of `model` on labelled `records`, by label scoring ('score') or generate-and-parse ('generate'); every reference answer must be a label."
+    if not records: raise ValueError("no records to evaluate")
+    check_values(dict(labels=labels), 'evaluate_classification')
+    check_references(records, labels)
     refs = [r.output for r in records]
     if method == 'score': preds, unparsable = classify(model, tok, records, labels, template, **kw), 0
     elif method == 'generate': preds, unparsable = generate_and_parse(model, tok, records, labels, template, **kw)
@@ -202,6 +211,7 @@ def evaluate_classification(model, tok, records, labels, template='zh', method:s
 
 def evaluate_generation(model, tok, records, template='zh', tokenizer:str='char', max_new_tokens:int=64, **kw) -> dict:
     "ROUGE-1/2/L (Chinese-aware tokenizer) of generated answers against the records' outputs."
+    if not records: raise ValueError("no records to evaluate")
     preds = generate(model, tok, records, template, max_new_tokens, **kw)
     res = load_metric('rouge').compute(predictions=preds, references=[r.output for r in records], tokenizer=tokenizer)
     return res | dict(empty=sum(not p for p in preds), n=len(records), predictions=preds)

@@ -132,7 +132,7 @@ def score_labels_shared(model, tok, records:list, labels:list[str], # candidate 
     "Log-likelihood of each label as the answer to each record, (records, labels): one pass over each prompt and all its answers."
     model.eval()
     split = [_split_prompt(r, tok, labels, template, max_length) for r in records]
-    out, dev = torch.empty(len(records), len(labels)), model.device
+    out, dev = torch.full((len(records), len(labels)), float('nan')), model.device  # NaN until scored: never uninitialised memory
     alone = [i for i, s in enumerate(split) if s is None]
     if alone:  # the template glues prompt and answer into shared tokens: these records get one pass per label
         warnings.warn(f"{len(alone)} of {len(records)} records scored with one pass per label: their prompt is tokenised differently before different labels")

@@ -4,24 +4,28 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'add_lora', 'prepare_data', 'token_accuracy', 'IFTTrainer', 'training_args', 'TokenCounter',
-           'last_checkpoint', 'last_good_checkpoint', 'train', 'plot_history']
+           'checkpoint_problem', 'resume_point', 'last_checkpoint', 'last_good_checkpoint', 'finished_run', 'train',
+           'plot_history']
 
 # %% ../nbs/04_train.ipynb #f41127a1
-import json, os, shutil, time
+import json, os, shutil, sys, time, warnings, zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, asdict
 from pathlib import Path
 import torch
 import yaml
+warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated')  # raised inside transformers' own Trainer under LoRA
 
 # %% ../nbs/04_train.ipynb #1927d09f
 from transformers import Trainer, TrainingArguments, PrinterCallback, set_seed
 from transformers.trainer_utils import rotate_checkpoints
-from .base import get_device, use_bf16, load_model, load_tokenizer, resolve_model, _show_progress, use_cjk_font
+from .base import get_device, use_bf16, load_model, load_tokenizer, resolve_model, _show_progress, use_cjk_font, atomic_dir
 from .objective import IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
 from .augment import Augmenter, get_pool
 from .throughput import pack_dataset, PackedCollator, answer_positions, answer_loss_at, keeps_logits
+from .checks import check_values, check_finite, check_references, writable_dir, write_atomic, OutputLock
 
 # %% ../nbs/04_train.ipynb #6a08b6c7
 @dataclass
@@ -76,10 +80,10 @@ class TrainConfig:
         out = {}
         for k, v in d.items():
             out[k] = _coerce(v, known[k], source)
-        return cls(**out)
+        return cls(**out).check(source)
 
     @classmethod
-    def from_yaml(cls, path):
+    def from_yaml(cls, path, overrides:dict|None=None): # keys that replace the file's (`ift_nb train --set`)
         "A config from a YAML file (read with the safe loader)."
         p = Path(path)
         if not p.is_file(): raise DataError("no such config file" if not p.exists() else "is not a file", p)
@@ -87,9 +91,15 @@ class TrainConfig:
         except yaml.YAMLError as e:
             line = getattr(getattr(e, 'problem_mark', None), 'line', None)
             raise DataError(f"invalid YAML: {getattr(e, 'problem', e)}", p, None if line is None else line + 1) from None
-        return cls.from_dict(d, str(p))
+        if overrides and isinstance(d, dict): d = {**d, **overrides}
+        return cls.from_dict(d, str(p) + (' (with --set)' if overrides else ''))
 
-    def to_yaml(self, path): Path(path).write_text(yaml.safe_dump(asdict(self), allow_unicode=True, sort_keys=False), encoding='utf-8')
+    def check(self, source:str='TrainConfig'):
+        "Range-check every field with the checks chapter's `RULES` (the first bad one raises, naming it and `source`); returns the config."
+        check_values(asdict(self), source)
+        return self
+
+    def to_yaml(self, path): write_atomic(path, yaml.safe_dump(asdict(self), allow_unicode=True, sort_keys=False))
 
 def _coerce(v, f, source):
     "Check (and gently convert: YAML gives 1e-3 as a string) a config value against its field's type."
@@ -124,6 +134,7 @@ def prepare_data(cfg:TrainConfig, tok, verbose=True):
     "Tokenised train and eval sets, and the eval records (for the task metric)."
     train = load_data(cfg.train, strict=cfg.strict_data)
     ev = load_data(cfg.eval, strict=cfg.strict_data, limit=cfg.limit_eval) if cfg.eval else None
+    if ev and cfg.labels: check_references(ev, cfg.labels, cfg.eval)  # the task metric would be made up otherwise
     if ev is not None: train = drop_overlap(train, ev, verbose=verbose)
     if cfg.limit_train: train = train[:cfg.limit_train]
     if not train: raise DataError("no training records left", cfg.train)
@@ -180,6 +191,7 @@ class IFTTrainer(Trainer):
     def _save_checkpoint(self, model, trial):
         "Write each checkpoint under a temporary name and rename it into place, so that a checkpoint-N folder is always complete."
         real, name = self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}"
+        _check_weights(model, real, self.state.global_step, name)
         tmp = os.path.join(real, '.checkpoint-tmp')
         if self.args.should_save and os.path.exists(tmp): shutil.rmtree(tmp)  # what a run killed while saving left
         self.accelerator.wait_for_everyone()
@@ -234,81 +246,182 @@ def training_args(cfg:TrainConfig, has_eval:bool) -> TrainingArguments:
         disable_tqdm=not _show_progress(), save_only_model=False, include_num_input_tokens_seen=True,
         train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
 
+# %% ../nbs/04_train.ipynb #43b40140
+def _fingerprint(ids:torch.Tensor) -> tuple: return tuple(ids.shape), int(ids.sum())
+
 class TokenCounter:
-    "Wraps a collator (ift_nb's, or TRL's padded or padding-free one) and counts the real tokens, all token positions and the examples of the batches it makes."
-    def __init__(self, col): self.col, self.real, self.total, self.examples = col, 0, 0, 0
+    "Wraps a collator (ift_nb's, or TRL's padded or padding-free one) and counts the real tokens, all token positions and the examples of the batches a trainer *trains on* (`attach`)."
+    def __init__(self, col): self.col, self.real, self.total, self.examples, self.pending = col, 0, 0, 0, []
     def __call__(self, feats):
         b = self.col(feats)
-        self.real += sum(len(f['input_ids']) for f in feats); self.total += b['input_ids'].numel()
-        self.examples += sum(len(f.get('seq_lens') or f.get('seq_lengths') or [1]) for f in feats)  # a packed row: ift_nb's or TRL's lengths
+        self.pending.append((_fingerprint(b['input_ids']), sum(len(f['input_ids']) for f in feats), b['input_ids'].numel(),
+                             sum(len(f.get('seq_lens') or f.get('seq_lengths') or [1]) for f in feats)))  # a packed row: ift_nb's or TRL's lengths
         return b
+    def trained(self, batch:dict):
+        "Count `batch`, made by this collator (and perhaps moved to a device since), as trained on; batches made but never trained on are dropped."
+        key = _fingerprint(batch['input_ids'])
+        k = next((i for i, p in enumerate(self.pending) if p[0] == key), None)
+        if k is None: raise RuntimeError("TokenCounter: a training batch that this collator did not make")
+        _, real, total, examples = self.pending[k]; del self.pending[:k + 1]
+        self.real += real; self.total += total; self.examples += examples
+    def attach(self, trainer):
+        "Make `trainer` batch with this counter and count each batch its training step runs on (a data loader makes batches ahead of use)."
+        trainer.data_collator, step = self, trainer.training_step
+        def training_step(model, inputs, *args, **kwargs):
+            self.trained(inputs)
+            return step(model, inputs, *args, **kwargs)
+        trainer.training_step = training_step
+        return trainer
     @property
     def padding_fraction(self) -> float: return 1 - self.real / self.total if self.total else 0.0
 
-def _complete_checkpoints(out) -> list[Path]:
-    "Checkpoint folders in `out` that hold their trainer_state.json (the `Trainer` writes it last), newest first."
-    cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()]
-    return sorted(cks, key=lambda p: int(p.name.split('-')[-1]), reverse=True)
+# %% ../nbs/04_train.ipynb #fe2626d8
+def _safetensors_problem(f:Path) -> str|None:
+    "Why a safetensors file is not whole (its header describes more bytes than it has), or None."
+    size = f.stat().st_size
+    with open(f, 'rb') as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, 'little') if len(head) == 8 else None
+        if n is None or n > size - 8: return f"is cut short ({size:,} bytes)"
+        meta = json.loads(fh.read(n))
+    end = max((v['data_offsets'][1] for k, v in meta.items() if k != '__metadata__'), default=0)
+    if size != 8 + n + end: return f"is cut short ({size:,} bytes, its header describes {8 + n + end:,})"
+
+def checkpoint_problem(ck) -> str|None:
+    "Why checkpoint folder `ck` cannot be resumed from, or None when it is intact."
+    ck = Path(ck)
+    try:
+        if not (ck/'trainer_state.json').is_file(): return "no trainer_state.json (the Trainer writes it last: the checkpoint is incomplete)"
+        json.loads((ck/'trainer_state.json').read_text(encoding='utf-8'))
+        weights = sorted(ck.glob('*.safetensors'))
+        if not weights: return "no weights (*.safetensors)"
+        for f in weights:
+            if why := _safetensors_problem(f): return f"{f.name} {why}"
+        for f in sorted(ck.glob('*.pt')) + sorted(ck.glob('*.pth')):  # optimizer, scheduler, RNG states: zip archives (torch.save)
+            if not zipfile.is_zipfile(f): return f"{f.name} is cut short or not a torch file"
+    except (OSError, ValueError) as e: return f"unreadable ({e})"
+
+# %% ../nbs/04_train.ipynb #91358d6e
+def _checkpoints(out) -> list[Path]:
+    "The checkpoint-N folders in `out`, newest first."
+    return sorted((p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and p.is_dir()),
+                  key=lambda p: int(p.name.split('-')[-1]), reverse=True)
+
+def resume_point(out) -> tuple[str|None, list[tuple[str, str]]]:
+    "The newest intact checkpoint in `out` (None: none), and (name, why) of every newer one that is not intact."
+    skipped = []
+    for c in _checkpoints(out):
+        if (why := checkpoint_problem(c)) is None: return str(c), skipped
+        skipped.append((c.name, why))
+    return None, skipped
 
 def last_checkpoint(out) -> str|None:
-    "The newest *complete* checkpoint in `out`; a folder without trainer_state.json (copied half, or written by another tool) is skipped."
-    cks = _complete_checkpoints(out)
-    return str(cks[0]) if cks else None
+    "The newest intact checkpoint in `out`; one without trainer_state.json (copied half, or written by another tool) or with a file cut short is skipped."
+    return resume_point(out)[0]
 
 def last_good_checkpoint(out) -> str|None:
-    "The newest complete checkpoint whose weights are all finite (a diverging step can leave NaN weights behind before its loss shows it)."
+    "The newest intact checkpoint whose weights are all finite (a diverging step can leave NaN weights behind before its loss shows it)."
     from safetensors.torch import load_file
-    for c in _complete_checkpoints(out):
-        if all(torch.isfinite(t).all() for f in c.glob('*.safetensors') for t in load_file(f).values()): return str(c)
+    for c in _checkpoints(out):
+        if checkpoint_problem(c) is None and all(torch.isfinite(t).all() for f in c.glob('*.safetensors') for t in load_file(f).values()): return str(c)
     return None
 
 def _atomic_save(model, tok, dest:Path):
-    "Save model and tokenizer into `dest` through a temporary folder."
-    tmp = dest/'.final-tmp'
-    if tmp.exists(): shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True); tok.save_pretrained(tmp)
+    "Save model and tokenizer into `dest`: written whole into a temporary folder (`atomic_dir`: a failure such as a full disk leaves nothing), then moved in."
+    tmp = atomic_dir(dest/'.final-tmp', lambda t: (model.save_pretrained(t, safe_serialization=True), tok.save_pretrained(t)))
     for f in tmp.iterdir(): os.replace(f, dest/f.name)
     tmp.rmdir()
 
+# %% ../nbs/04_train.ipynb #863dd546
+def finished_run(out, cfg:TrainConfig) -> dict|None:
+    "The metrics of the finished run in `out` if `cfg` made it (the same fields but `resume` and `output_dir`: a folder may move), else None."
+    out = Path(out)
+    if not ((out/'metrics.json').is_file() and (out/'ift_config.yaml').is_file() and any(out.glob('model*.safetensors'))): return None
+    try: old, metrics = TrainConfig.from_yaml(out/'ift_config.yaml'), json.loads((out/'metrics.json').read_text(encoding='utf-8'))
+    except (ValueError, OSError): return None
+    same = lambda c: {k: v for k, v in asdict(c).items() if k not in ('resume', 'output_dir')}
+    return metrics if same(old) == same(cfg) else None
+
+def _check_weights(model, out, step:int, what:str):
+    "Stop before writing weights that are not finite (as `what`), naming the step and the last good checkpoint."
+    try: check_finite(model)
+    except FloatingPointError as e:
+        good = last_good_checkpoint(out)
+        raise FloatingPointError(f"non-finite weights at step {step}: {e}; {what} was not written; " + (f"the last good checkpoint is {good}" if good else "no checkpoint was saved before it")
+                                 + " (lower the learning rate or the weight decay, or check the data)") from None
+
+def _start_point(out:Path, cfg:TrainConfig, overwrite:bool, first:bool) -> str|None:
+    "The checkpoint to resume from; damaged ones are moved aside (and said so), and what an earlier run left is cleared with `overwrite`."
+    if overwrite:
+        if first:
+            for p in _checkpoints(out): shutil.rmtree(p)
+            (out/'metrics.json').unlink(missing_ok=True)
+        return None
+    if not cfg.resume:
+        if old := [p.name for p in _checkpoints(out)]:
+            raise DataError(f"holds checkpoints of an earlier run ({', '.join(old)}) that a run with resume: false would mix with its own; "
+                            "set resume: true to continue it, or overwrite to train again from the start", out)
+        last, skipped = None, []
+    else: last, skipped = resume_point(out)
+    for name, why in skipped:
+        if first:  # out of the way of resuming and of checkpoint rotation; kept for inspection
+            shutil.rmtree(out/f'skipped-{name}', ignore_errors=True); os.replace(out/name, out/f'skipped-{name}')
+        print(f"skipping {name} (moved to skipped-{name}): {why}; " + (f"resuming from {Path(last).name}" if last else "no intact checkpoint: training from the start"), file=sys.stderr)
+    if first and last is None and (out/'metrics.json').exists(): print(f"this run replaces the finished run in {out}", file=sys.stderr)
+    return last
+
 # %% ../nbs/04_train.ipynb #6a7c240b
+def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool) -> dict:
+    set_seed(cfg.seed)
+    tok = load_tokenizer(resolve_model(cfg.model))
+    tr_ds, ev_ds, ev_recs = prepare_data(cfg, tok, verbose)  # data before the model: a data error costs no model load
+    model = load_model(resolve_model(cfg.model), device='cpu', dtype=torch.float32)  # the Trainer moves it and handles autocast
+    if cfg.lora: model = add_lora(model, cfg)
+    col = TokenCounter(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id, pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None))
+    trainer = col.attach(IFTTrainer(model=model, args=training_args(cfg, ev_ds is not None), train_dataset=tr_ds, eval_dataset=ev_ds,
+                         data_collator=col, processing_class=tok, task_records=ev_recs,
+                         task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length,
+                         answer_logits_only=cfg.answer_logits_only))
+    if last and verbose: print(f"resuming from {last}")
+    start = json.loads((Path(last)/'trainer_state.json').read_text())['global_step'] if last else 0
+    t0 = time.time()
+    res = trainer.train(resume_from_checkpoint=last)
+    secs, ran = time.time() - t0, trainer.state.global_step - start  # ran: optimizer steps of this call (0: resumed at the end)
+    if trainer.state.global_step == 0: raise DataError("trained 0 steps: nothing to save (check epochs, max_steps and the data)", cfg.train)
+    metrics = dict(train_loss=res.training_loss if ran else None, steps=trainer.state.global_step, seconds=round(secs, 3),
+                   train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last,
+                   padding_fraction=col.padding_fraction if ran else None, real_tokens=col.real,
+                   real_tokens_per_second=round(col.real / secs, 1) if ran else None, examples_seen=col.examples)
+    if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
+        logged = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
+        metrics |= logged if 'eval_loss' in logged else trainer.evaluate()
+    model = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    _check_weights(model, out, trainer.state.global_step, 'the final model')
+    if trainer.is_world_process_zero():  # several processes (torchrun): only the first writes the output
+        _atomic_save(model, tok, out)
+        cfg.to_yaml(out/'ift_config.yaml')
+        plot_history(trainer.state.log_history).figure.savefig(out/'loss.png', dpi=110, bbox_inches='tight'); plt.close('all')
+        metrics['history'] = trainer.state.log_history
+        write_atomic(out/'metrics.json', json.dumps(metrics, indent=1, ensure_ascii=False, default=str))  # last: it marks the run finished
+    trainer.accelerator.wait_for_everyone()  # every process returns once the output folder is complete
+    return metrics
+
+# %% ../nbs/04_train.ipynb #548b5128
 def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML file
-          verbose:bool=True) -> dict:
+          verbose:bool=True,
+          overwrite:bool=False, # train again from the start, replacing a finished run or the checkpoints in output_dir
+         ) -> dict:
     "Instruction-fine-tune `cfg.model` on `cfg.train`; returns the final metrics (also in output_dir/metrics.json)."
     if isinstance(cfg, dict): cfg = TrainConfig.from_dict(cfg)
     elif not isinstance(cfg, TrainConfig): cfg = TrainConfig.from_yaml(cfg)
-    set_seed(cfg.seed)
-    out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
-    path = resolve_model(cfg.model)
-    tok = load_tokenizer(path)
-    model = load_model(path, device='cpu', dtype=torch.float32)  # the Trainer moves it and handles autocast
-    if cfg.lora: model = add_lora(model, cfg)
-    tr_ds, ev_ds, ev_recs = prepare_data(cfg, tok, verbose)
-    col = TokenCounter(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id, pad_to_multiple_of=cfg.max_length if cfg.pad_to_max_length else None))
-    trainer = IFTTrainer(model=model, args=training_args(cfg, ev_ds is not None), train_dataset=tr_ds, eval_dataset=ev_ds,
-                         data_collator=col, processing_class=tok, task_records=ev_recs,
-                         task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length,
-                         answer_logits_only=cfg.answer_logits_only)
-    last = last_checkpoint(out) if cfg.resume else None
-    if last and verbose: print(f"resuming from {last}")
-    t0 = time.time()
-    res = trainer.train(resume_from_checkpoint=last)
-    secs = time.time() - t0
-    metrics = dict(train_loss=res.training_loss, steps=trainer.state.global_step, seconds=round(secs, 3),
-                   train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last,
-                   padding_fraction=col.padding_fraction, real_tokens=col.real, real_tokens_per_second=round(col.real / secs, 1), examples_seen=col.examples)
-    if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
-        last = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
-        metrics |= last if 'eval_loss' in last else trainer.evaluate()
-    if trainer.is_world_process_zero():  # several processes (torchrun): only the first writes the output
-        model = trainer.model
-        if cfg.lora: model = model.merge_and_unload()
-        _atomic_save(model, tok, out)
-        cfg.to_yaml(out/'ift_config.yaml')
-        metrics['history'] = trainer.state.log_history
-        (out/'metrics.json').write_text(json.dumps(metrics, indent=1, ensure_ascii=False, default=str))
-        plot_history(trainer.state.log_history).figure.savefig(out/'loss.png', dpi=110, bbox_inches='tight'); plt.close('all')
-    trainer.accelerator.wait_for_everyone()  # every process returns once the output folder is complete
-    return metrics
+    cfg.check()
+    out, first = writable_dir(cfg.output_dir), int(os.environ.get('RANK', '0')) == 0  # under torchrun the first process holds the folder
+    with OutputLock(out) if first else nullcontext():
+        if not overwrite and cfg.resume and (done := finished_run(out, cfg)) is not None:
+            if verbose: print(f"{out}: already complete ({done.get('steps')} steps); its model and metrics are left as they are (overwrite trains again)")
+            return done | dict(already_complete=True)
+        last = _start_point(out, cfg, overwrite, first)
+        return _run(cfg, out, last, verbose)
 
 # %% ../nbs/04_train.ipynb #db5bf8ea
 import matplotlib.pyplot as plt

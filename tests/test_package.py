@@ -7,8 +7,8 @@ from conftest import ROOT
 SHARED = ROOT.parent/'shared'/'data'
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason='../shared/data is absent (CI always has it)')
 
-def ift_nb(*args, env=None):
-    return subprocess.run(['ift_nb', *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600)
+def ift_nb(*args, env=None, timeout=600):
+    return subprocess.run(['ift_nb', *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 def test_console_script_help():
     r = ift_nb('--help')
@@ -86,14 +86,24 @@ def test_shared_tokenizer_masks_by_position():
     ex = encode(Record('请将以下文本分类为正面或负面。', '房间不大，但很干净。', '正面'), tok)
     assert tok.decode([i for i, l in zip(ex['input_ids'], ex['labels']) if l != IGNORE_INDEX]) == '正面<|endoftext|>'
 
-def test_demo_runs_end_to_end(tmp_path):
-    "The README's main job, shortened to 2 epochs: it measures before and after and writes the model."
-    r = ift_nb('demo', '--output-dir', str(tmp_path/'demo'), '--epochs', '2')
+def test_demo_meets_its_figures(tmp_path):
+    "The README's main job on the real base (Gemma 3 270M, LoRA): IFT lifts both sentiment sets to >= 0.85, 20 points over zero-shot, and doubles ROUGE-L."
+    r = ift_nb('demo', '--output-dir', str(tmp_path/'demo'), timeout=1500)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'base model' in r.stdout and 'after IFT' in r.stdout and 'sentiment zh' in r.stdout
     res = json.loads((tmp_path/'demo'/'demo.json').read_text())
-    assert set(res['before']) == set(res['after']) == {'sentiment zh', 'sentiment en', 'summaries zh+en'}
+    b, a = ({k: v[1] for k, v in res[s].items()} for s in ('before', 'after'))
+    for t in ('sentiment zh', 'sentiment en'): assert a[t] >= 0.85 and a[t] - b[t] >= 0.20, (t, b[t], a[t])
+    assert a['summaries zh+en'] >= 2 * b['summaries zh+en'], res
     assert (tmp_path/'demo'/'model'/'model.safetensors').exists() and (tmp_path/'demo'/'model'/'loss.png').exists()
+
+def test_demo_fast_path_learns(tmp_path):
+    "`--model base` (the tiny model, seconds): the pipeline runs and the summaries' ROUGE-L rises."
+    r = ift_nb('demo', '--model', 'base', '--output-dir', str(tmp_path/'demo'))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path/'demo'/'demo.json').read_text())
+    assert set(res['before']) == set(res['after']) == {'sentiment zh', 'sentiment en', 'summaries zh+en'}
+    assert res['after']['summaries zh+en'][1] > res['before']['summaries zh+en'][1] + 0.01, res
 
 def test_train_cli_resumes_after_kill(tmp_path):
     "A CLI training run killed with SIGKILL after its first checkpoint resumes from it and finishes."
@@ -133,7 +143,8 @@ def test_eval_and_predict_on_shared_files(tmp_path):
     r = ift_nb('predict', '--model', 'base', '--data', 'shared:csl_title_dev', '--limit', '3', '--max-new-tokens', '8', '--out', str(tmp_path/'p.jsonl'))
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(l) for l in (tmp_path/'p.jsonl').read_text(encoding='utf-8').splitlines()]
-    assert len(rows) == 3 and all(set(x) == {'instruction', 'input', 'prediction', 'reference'} for x in rows)
+    assert len(rows) == 3 and all(set(x) == {'line', 'instruction', 'input', 'prediction', 'reference'} for x in rows)
+    assert [x['line'] for x in rows] == [1, 2, 3]  # each prediction names the line of the source it answers
 
 def test_gpt2_family_pretrains_and_fine_tunes(tmp_path, monkeypatch):
     "The second architecture family goes through the same pre-training, IFT and label-scoring code."

@@ -99,9 +99,9 @@ def test_non_finite_loss_stops_with_step_and_good_checkpoint(tmp_path):
                     save_steps=1, logging_steps=1, resume=False)
     r = ift_nb('train', str(cfg))
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
-    m = re.search(r'non-finite loss \((nan|inf|-inf)\) at step (\d+).*the last good checkpoint is (\S+)', r.stderr)
+    m = re.search(r'non-finite (?:loss \((?:nan|inf|-inf)\)|weights) at step (\d+).*the last good checkpoint is (\S+)', r.stderr)  # the loss, or the weights before a checkpoint
     assert m, r.stderr[-2000:]
-    step, good = int(m.group(2)), Path(m.group(3))
+    step, good = int(m.group(1)), Path(m.group(2))
     assert int(good.name.split('-')[1]) < step and all(torch.isfinite(t).all() for t in weights(good).values())
     assert not (tmp_path/'run'/'model.safetensors').exists()
 
@@ -157,3 +157,220 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert max(abs(a - b) for a, b in zip(h1, h2)) < 1e-4, (h1, h2)
     w1, w2 = weights(tmp_path/'one'), weights(tmp_path/'two')
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4
+
+# ---- after loading: arguments, results and output folders. One table of bad inputs and faults, run through the `ift_nb` entry point
+# in this process (`ift_nb.cli.main`, what the console script calls); each case: the command, its exit status, words its message must
+# hold and what must be left as it was. Then a few real processes: a planted package, a second run into a busy folder.
+
+import contextlib, errno, io
+from dataclasses import dataclass, field as dfield
+from typing import Callable
+
+CFG = "model: base\ntrain: embedded:sentiment:zh\nbatch_size: 4\nmax_steps: 2\nlogging_steps: 1\noutput_dir: {t}/run\n"
+ROWS = '{"instruction": "判断情感", "input": "好吃", "output": "正面"}\n{"instruction": "判断情感", "input": "难吃", "output": "负面"}\n'
+DEEP = '{"instruction": "a", "output": "b"}\n{"input": ' + '[' * 100_000 + ']' * 100_000 + '}\n'
+UNLABELED = '{"instruction": "判断情感", "input": "好吃"}\n\n{"instruction": "判断情感", "input": "难吃"}\n{"oops": 1}\n'
+
+def _main(*argv):
+    "Exit status, stdout and stderr of the `ift_nb` command run in this process."
+    from ift_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+@dataclass
+class Case:
+    argv: list  # the command line; "{t}" is the case's own folder
+    code: int  # its exit status
+    words: list  # what it must say (on stderr when it fails)
+    files: dict = dfield(default_factory=dict)  # files to write first, "{t}" formatted in names and texts
+    light: bool = True  # the command must stop before any model is loaded or trained
+    prepare: Callable|None = None  # (t, monkeypatch): more setting up, or a fault to inject
+    then: Callable|None = None  # (t, out, err): what must hold afterwards (nothing lost)
+
+def _cfg(extra=''): return {'c.yaml': CFG + extra}
+def _train(extra='', *more, code=2, words=(), **kw): return Case(['train', '{t}/c.yaml', *more], code, list(words), _cfg(extra), **kw)
+def _eval(*more, code=2, words=(), cmd='eval', **kw): return Case([cmd, '--model', 'base', '--data', 'embedded:sentiment:zh', *more], code, list(words), **kw)
+def _bench(*more, words=()): return Case(['bench', '--data', 'embedded:sentiment:zh', '--output-dir', '{t}/b', *more], 2, list(words))
+
+def _finished(t, mp):
+    "A finished 2-step run (the same config), copied in."
+    shutil.copytree(_FINISHED, t/'run')
+def _with_ckpts(t, mp, damage=None):
+    "The same run killed after its checkpoints (no metrics.json), one checkpoint damaged by `damage`."
+    shutil.copytree(_FINISHED, t/'run'); (t/'run'/'metrics.json').unlink(); (t/'run'/'model.safetensors').unlink()
+    if damage: damage(t/'run'/'checkpoint-2')
+def _cut(name): return lambda ck: (ck/name).write_bytes((ck/name).read_bytes()[:1000])
+def _unchanged(t, out, err):
+    assert (t/'run'/'metrics.json').read_bytes() == (_FINISHED/'metrics.json').read_bytes()
+    assert (t/'run'/'model.safetensors').read_bytes() == (_FINISHED/'model.safetensors').read_bytes()
+def _no_model(t, out, err):
+    assert not (t/'run'/'model.safetensors').exists() and not (t/'run'/'metrics.json').exists()
+    assert not [p for p in (t/'run').iterdir() if 'tmp' in p.name or p.name == '.ift_nb.lock'], list((t/'run').iterdir())  # no leftovers, lock released
+def _boom(exc):
+    def f(*a, **k): raise exc
+    return f
+
+CASES = {
+    # arguments of every command: range-checked before any work, the option or field named
+    'eval --batch-size -1': _eval('--labels', '正面,负面', '--batch-size', '-1', words=['argument --batch-size: must be at least 1, got -1']),
+    'eval --batch-size 0': _eval('--batch-size', '0', words=['argument --batch-size: must be at least 1, got 0']),
+    'predict --batch-size -1': _eval('--batch-size', '-1', cmd='predict', words=['argument --batch-size', 'at least 1']),
+    'predict --max-new-tokens 0': _eval('--max-new-tokens', '0', cmd='predict', words=['argument --max-new-tokens', 'at least 1']),
+    'eval --limit 0': _eval('--limit', '0', words=['argument --limit', 'at least 1']),
+    'eval --labels one label': _eval('--labels', '正面', words=['argument --labels', 'at least 2 labels']),
+    'eval --labels twice': _eval('--labels', '正面,正面', words=['argument --labels', 'given twice']),
+    'eval --model empty': Case(['eval', '--model', '', '--data', 'embedded:sentiment:zh'], 2, ['argument --model', 'non-empty']),
+    'check --max-length 0': Case(['check', '{t}/d.jsonl', '--max-length', '0'], 2, ['argument --max-length'], {'d.jsonl': ROWS}),
+    'check --labels one label': Case(['check', '{t}/d.jsonl', '--labels', '正面'], 2, ['argument --labels'], {'d.jsonl': ROWS}),
+    'bench --steps 0': _bench('--steps', '0', words=['argument --steps', 'at least 1']),
+    'bench --n-eval 0': _bench('--n-eval', '0', words=['argument --n-eval']),
+    'bench --batch-size -4': _bench('--batch-size', '-4', words=['argument --batch-size']),
+    'bench --lr inf': _bench('--lr', 'inf', words=['argument --lr', 'finite']),
+    'bench --lr nan': _bench('--lr', 'nan', words=['argument --lr', 'finite']),
+    'bench --seed -1': _bench('--seed', '-1', words=['argument --seed']),
+    'bench --device cuda:99': _bench('--device', 'cuda:99', words=['argument --device', 'cuda:99']),
+    'bench unknown system': _bench('--systems', 'ift_nb fast', words=["unknown system(s) ['ift_nb fast']"]),
+    'pretrain --steps 0': Case(['pretrain', '--steps', '0'], 2, ['argument --steps']),
+    'pretrain --vocab-size 10': Case(['pretrain', '--vocab-size', '10'], 2, ['argument --vocab-size', 'at least 260']),
+    'pretrain --block-size 1': Case(['pretrain', '--block-size', '1'], 2, ['argument --block-size']),
+    # config values: the field and the file named
+    'epochs: 0': _train('epochs: 0\nmax_steps: -1\n', words=["c.yaml, field 'epochs': must be greater than 0"]),
+    'epochs: -1': _train('epochs: -1\nmax_steps: -1\n', words=["field 'epochs'"]),
+    'grad_accum: 0': _train('grad_accum: 0\n', words=["field 'grad_accum': must be at least 1"]),
+    'lr: .inf': _train('lr: .inf\n', words=["field 'lr': must be a finite number"]),
+    'lr: .nan': _train('lr: .nan\n', words=["field 'lr': must be a finite number"]),
+    'lr: -0.001': _train('lr: -0.001\n', words=["field 'lr': must be greater than 0"]),
+    'batch_size: 0': _train('batch_size: 0\n', words=["field 'batch_size'"]),
+    'max_steps: 0': _train('max_steps: 0\n', words=["field 'max_steps': must be -1 or at least 1"]),
+    'max_length: 0': _train('max_length: 0\n', words=["field 'max_length'"]),
+    'warmup: -1': _train('warmup: -1\n', words=["field 'warmup'"]),
+    'save_steps: 0': _train('save_steps: 0\n', words=["field 'save_steps'"]),
+    'logging_steps: 0': _train('logging_steps: 0\n', words=["field 'logging_steps'"]),
+    'lora_dropout: 1.5': _train('lora_dropout: 1.5\n', words=["field 'lora_dropout'", 'in [0, 1)']),
+    'seed: -1': _train('seed: -1\n', words=["field 'seed'"]),
+    'labels: one': _train('labels: [正面]\n', words=["field 'labels'", 'at least 2 labels']),
+    'scheduler: unknown': _train('scheduler: cosin\n', words=["field 'scheduler'", "unknown scheduler 'cosin'"]),
+    'optim: unknown': _train('optim: adam\n', words=["field 'optim'", "unknown optimizer 'adam'"]),
+    'device: unknown': _train('device: tpu9\n', words=["field 'device'", 'not a device']),
+    'template: unknown': _train('template: fr\n', words=["field 'template'", "unknown template 'fr'"]),
+    '--set overrides with a bad value': _train('', '--set', 'batch_size=-1', words=["c.yaml (with --set), field 'batch_size'"]),
+    '--set without =': _train('', '--set', 'batch_size', words=["--set expects key=value"]),
+    'config is a list': Case(['train', '{t}/c.yaml'], 2, ['expected a mapping of config keys'], {'c.yaml': '- model: base\n'}),
+    # rows after loading
+    'JSON nested too deeply': Case(['check', '{t}/d.jsonl'], 2, ['line 2', 'nested too deeply'], {'d.jsonl': DEEP}),
+    'eval rows without answers': Case(['eval', '--model', 'base', '--data', '{t}/d.jsonl'], 2, ['line 1', "field 'output'", 'missing field'], {'d.jsonl': UNLABELED}),
+    # results: nothing reported unless it is one
+    'eval --labels outside the references': _eval('--labels', 'positive,negative', words=['130 of 130 reference answers are not among the labels', '正面']),
+    'train eval answers outside labels': _train("eval: embedded:sentiment:en\nlabels: [正面, 负面]\n", words=['reference answers are not among the labels', 'positive']),
+    'weights become non-finite': _train('optim: sgd\nlr: 1e30\nweight_decay: 1e30\nscheduler: constant\nwarmup: 0\nmax_steps: 1\n', light=False,
+                                        words=['non-finite weights at step 1', 'the final model was not written'], then=_no_model),
+    'max_steps mid-epoch counts trained batches': _train('', code=0, light=False, words=[], then=lambda t, out, err: _counted(t)),
+    # output folders
+    'output folder not writable': Case(['train', '{t}/c.yaml'], 2, ['output folder cannot be written'], {'c.yaml': CFG.replace('{t}/run', '{t}/file/run'), 'file': 'x'}),
+    'output folder in use': _train('', prepare=lambda t, mp: _hold(t, mp), words=['another run is writing into this folder', f'PID {os.getpid()}']),
+    'finished run re-run': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=_finished, words=['already complete'], then=_unchanged),
+    'finished run --overwrite': _train('save_steps: 2\nmax_steps: 4\n', '--overwrite', code=0, light=False, prepare=_finished, words=[],
+                                      then=lambda t, out, err: _assert('model saved' in out and 'already complete' not in out and (t/'run'/'metrics.json').read_bytes() != (_FINISHED/'metrics.json').read_bytes())),
+    'resume: false over checkpoints': _train('save_steps: 2\nmax_steps: 4\nresume: false\n', prepare=_with_ckpts, words=['holds checkpoints of an earlier run', 'checkpoint-4'],
+                                            then=lambda t, out, err: _assert((t/'run'/'checkpoint-4').is_dir())),
+    'last checkpoint cut short': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=lambda t, mp: _with_ckpts(t, mp, None) or _cut('model.safetensors')(t/'run'/'checkpoint-4'),
+                                       words=['skipping checkpoint-4', 'model.safetensors is cut short', 'resuming from checkpoint-2'], then=lambda t, out, err: _resumed(t, 2)),
+    'last optimizer state cut short': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=lambda t, mp: _with_ckpts(t, mp, None) or _cut('optimizer.pt')(t/'run'/'checkpoint-4'),
+                                            words=['skipping checkpoint-4', 'optimizer.pt is cut short'], then=lambda t, out, err: _resumed(t, 2)),
+    'predict --out into a missing folder': _eval('--out', '{t}/nowhere/p.jsonl', cmd='predict', words=['does not exist']),
+    'eval --out is a folder': _eval('--labels', '正面,负面', '--out', '{t}', words=['is a folder']),
+    # faults while working: one line, exit 1, nothing half-written
+    'disk full at the final save': _train('', code=1, light=False, words=['No space left on device', 'failed: OSError', 'raised at'],
+                                          prepare=lambda t, mp: mp.setattr('transformers.PreTrainedModel.save_pretrained', _boom(OSError(errno.ENOSPC, 'No space left on device'))),
+                                          then=_no_model),
+    'unexpected error': _eval(cmd='predict', code=1, light=False, words=['ift_nb predict: failed: RuntimeError: boom (raised at', '--debug shows the traceback'],
+                              prepare=lambda t, mp: mp.setattr('ift_nb.cli.generate', _boom(RuntimeError('boom')))),
+    'unexpected error --debug': Case(['--debug', 'predict', '--model', 'base', '--data', 'embedded:sentiment:zh', '--limit', '2'], 1, ['Traceback', 'RuntimeError: boom'], light=False,
+                                     prepare=lambda t, mp: mp.setattr('ift_nb.cli.generate', _boom(RuntimeError('boom'))), then=lambda t, out, err: None),
+    'Ctrl-C': _eval(cmd='predict', code=130, light=False, words=['ift_nb predict: interrupted'], prepare=lambda t, mp: mp.setattr('ift_nb.cli.load_base', _boom(KeyboardInterrupt()))),
+    # predict on real inputs
+    'predict rows without answers': Case(['predict', '--model', 'base', '--data', '{t}/d.jsonl', '--labels', '正面,负面', '--lenient'], 0, ['skipped lines: 4'],
+                                         {'d.jsonl': UNLABELED}, light=False, then=lambda t, out, err: _assert([json.loads(l)['line'] for l in out.splitlines()] == [1, 3])),
+    'predict --out with skipped rows': Case(['predict', '--model', 'base', '--data', '{t}/d.jsonl', '--lenient', '--max-new-tokens', '2', '--out', '{t}/p.jsonl'], 0,
+                                            ['skipped lines: 4', 'wrote 2 predictions'], {'d.jsonl': UNLABELED}, light=False,
+                                            then=lambda t, out, err: _assert(out == '' and [json.loads(l)['line'] for l in (t/'p.jsonl').read_text().splitlines()] == [1, 3])),
+}
+
+def _assert(ok): assert ok
+_HELD = []  # locks a case holds, released when it ends
+def _hold(t, mp):
+    from ift_nb.checks import OutputLock
+    (t/'run').mkdir(); _HELD.append(OutputLock(t/'run').__enter__())
+def _counted(t):
+    m = json.loads((t/'run'/'metrics.json').read_text())
+    assert (m['steps'], m['examples_seen']) == (2, 8), m  # 2 steps of 4: the batch made ahead is not counted
+    assert m['real_tokens'] <= m['tokens_seen'], m
+def _resumed(t, step):
+    m = json.loads((t/'run'/'metrics.json').read_text())
+    assert m['resumed_from'].endswith(f'checkpoint-{step}') and m['steps'] == 4, m
+    assert (t/'run'/'skipped-checkpoint-4').is_dir()  # the damaged checkpoint is kept aside, not deleted
+
+_FINISHED = None
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+    "A finished run of the table's config with checkpoints at steps 2 and 4 (save_steps: 2, max_steps: 4)."
+    global _FINISHED
+    t = tmp_path_factory.mktemp('finished')
+    (t/'c.yaml').write_text(CFG.format(t=t) + 'save_steps: 2\nmax_steps: 4\n', encoding='utf-8')
+    rc, out, err = _main('train', t/'c.yaml')
+    assert rc == 0, err[-2000:]
+    _FINISHED = t/'run'
+    return _FINISHED
+
+def test_table_has_enough_cases(): assert len(CASES) >= 40
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_bad_input_or_fault(name, tmp_path, monkeypatch, finished_run):
+    c, t = CASES[name], tmp_path
+    for f, text in c.files.items(): (t/f.format(t=t)).write_text(text.format(t=t) if f.endswith('.yaml') else text, encoding='utf-8')
+    if c.light:  # must stop before any model is loaded or any training runs
+        import ift_nb.cli, ift_nb.train, ift_nb.bench
+        for target in ('ift_nb.cli.load_base', 'ift_nb.cli.base_model_path', 'ift_nb.train.load_model', 'ift_nb.bench.prepare_bench'):
+            monkeypatch.setattr(target, _boom(AssertionError(f'{target} ran: the check came too late')))
+    if c.prepare: c.prepare(t, monkeypatch)
+    try: rc, out, err = _main(*[a.format(t=t) for a in c.argv])
+    finally:
+        while _HELD: _HELD.pop().__exit__(None, None, None)
+    assert rc == c.code, (rc, out[-1000:], err[-3000:])
+    for w in c.words: assert w in (err if rc else out + err), (w, out[-1000:], err[-3000:])  # a failure speaks on stderr
+    if rc and name != 'unexpected error --debug':
+        last = [l for l in err.splitlines() if l.strip()][-1]
+        assert last.startswith(f"ift_nb {c.argv[0]}: ") and 'Traceback' not in err, err[-3000:]  # one line, no traceback
+    if c.then: c.then(t, out, err)
+    elif rc and (t/'run').exists(): assert not (t/'run'/'model.safetensors').exists()
+
+def test_bench_imports_nothing_from_the_working_directory(tmp_path):
+    "A folder named ift_nb in the directory `ift_nb bench` starts from is not imported by the processes it starts."
+    marker = tmp_path/'pwned'
+    (tmp_path/'ift_nb').mkdir()
+    (tmp_path/'ift_nb'/'__init__.py').write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path/'ift_nb'/'bench.py').write_text(f"open({str(marker)!r}, 'w').close()\ndef _child(*a): pass\n")
+    r = subprocess.run(['ift_nb', 'bench', '--data', 'embedded:sentiment:zh', '--n-eval', '8', '--steps', '1', '--batch-size', '4', '--max-length', '128',
+                        '--systems', 'ift_nb padded', '--output-dir', str(tmp_path/'b')], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **QUIET}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not marker.exists(), 'a planted ift_nb package was imported'
+    assert json.loads((tmp_path/'b'/'results.json').read_text())['systems']['ift_nb padded']['examples_seen'] == 4  # 1 step of 4
+    subprocess.run([sys.executable, '-c', 'import ift_nb'], cwd=tmp_path)
+    assert marker.exists()  # what plain `python -c` does there: the test can see the difference
+
+def test_second_run_into_a_busy_folder_stops(tmp_path):
+    "Two real processes, one output folder: the second stops at once, naming the first; killing the first frees the folder."
+    cfg = write_cfg(tmp_path/'c.yaml', output_dir=str(tmp_path/'run'), max_steps=5000)
+    p = subprocess.Popen(['ift_nb', 'train', str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **QUIET})
+    try:
+        lock = tmp_path/'run'/'.ift_nb.lock'
+        t0 = time.time()
+        while time.time() - t0 < 120 and not (lock.exists() and f'PID {p.pid}' in lock.read_text()): time.sleep(0.1)
+        r = ift_nb('train', str(cfg))
+        assert r.returncode == 2 and f'PID {p.pid}' in r.stderr and 'another run is writing into this folder' in r.stderr, r.stderr[-2000:]
+        assert len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr
+    finally: p.kill(); p.wait()
+    from ift_nb.checks import OutputLock
+    with OutputLock(tmp_path/'run'): pass  # SIGKILL left no stale lock
