@@ -17,7 +17,7 @@ from string import Formatter
 
 # %% ../nbs/03_augment.ipynb #b44060a5
 import datasets
-from .base import embedded_path, cache_dir, _show_progress
+from .base import embedded_path, cache_dir, show_progress
 from .data import Record, RecordList, LABELS, INSTRUCTIONS, to_dataset, _record_of
 
 # %% ../nbs/03_augment.ipynb #19db3a46
@@ -330,7 +330,7 @@ class Augmenter:
 def augment_dataset(ds:datasets.Dataset, # a Dataset with Record columns (see `to_dataset`)
                     aug:Augmenter, batch_size:int=256) -> datasets.Dataset:
     "Each row followed by its variants (batched `map`), duplicates dropped as in `Augmenter.__call__`."
-    _show_progress()
+    show_progress()
     def fn(batch, idxs):
         out = {k: [] for k in batch}
         for j, i in enumerate(idxs):

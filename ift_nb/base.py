@@ -6,9 +6,10 @@
 __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES', 'CACHE_VERSION', 'BASE_PRESETS', 'NAMED_BASES',
            'get_device', 'use_bf16', 'default_dtype', 'embedded_path', 'shared_data_dir', 'embedded_corpus',
            'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params', 'load_tokenizer',
-           'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'pretrain', 'atomic_dir', 'cache_dir',
-           'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path', 'text_nll', 'BaseModelError',
-           'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font', 'plot_loss']
+           'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'pretrain', 'show_progress', 'atomic_dir',
+           'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path', 'text_nll',
+           'BaseModelError', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
+           'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
 import hashlib, importlib, json, os, shutil, tempfile, time, warnings
@@ -171,7 +172,7 @@ def load_model(name_or_path:str|Path, # hub name or local folder
                **kwargs):
     "Load a causal LM from safetensors weights onto `device`."
     device = get_device(device)
-    _show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
+    show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
     try: model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype or torch.float32,
                                                       trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
     except OSError as e:
@@ -231,9 +232,9 @@ def pretrain(texts:list[str], # unlabelled corpus
                                  learning_rate=lr, lr_scheduler_type='cosine', warmup_steps=0.05, weight_decay=0.01,
                                  logging_steps=min(logging_steps, steps), save_strategy='no', report_to=[], seed=seed,
                                  use_cpu=d.type == 'cpu', bf16=use_bf16(d), dataloader_num_workers=0,
-                                 disable_tqdm=not _show_progress())
+                                 disable_tqdm=not show_progress())
         tr = Trainer(model=model, args=args, train_dataset=_Blocks(blocks), callbacks=[hist])
-        if not _show_progress(): tr.remove_callback(PrinterCallback)
+        if not show_progress(): tr.remove_callback(PrinterCallback)
         tr.train()
     model = model.cpu().eval()
     info = dict(size=size, arch=arch, params=count_params(model), vocab_size=len(tok), steps=steps,
@@ -243,7 +244,7 @@ def pretrain(texts:list[str], # unlabelled corpus
                 final_loss=hist.losses[-1] if hist.losses else None)
     return model, tok, info
 
-def _show_progress():
+def show_progress():
     "Progress bars on, except under tests or when `IFT_NB_QUIET` is set."
     show = not (os.environ.get('IN_TEST') or os.environ.get('IFT_NB_QUIET'))
     (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
@@ -396,7 +397,7 @@ def named_base_path(name:str='gemma-3-270m', # a key of `NAMED_BASES`
     t0 = time.time()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        _show_progress()
+        show_progress()
         model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     model.hf_quantizer = None  # dequantised already: the weights are plain fp32 tensors

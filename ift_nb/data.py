@@ -18,7 +18,7 @@ from string import Formatter
 # %% ../nbs/02_data.ipynb #8f9d45ad
 import torch
 import datasets
-from .base import embedded_path, shared_data_dir, _show_progress
+from .base import embedded_path, shared_data_dir, show_progress
 from .objective import IGNORE_INDEX
 
 # %% ../nbs/02_data.ipynb #3e81e609
@@ -522,7 +522,7 @@ def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Reco
                     ) -> datasets.Dataset:
     "Encode every example (batched `map`); skipped rows are counted and reported, never dropped silently."
     ds = data if isinstance(data, datasets.Dataset) else to_dataset(data)
-    _show_progress()
+    show_progress()
     def _enc(batch):
         keys = list(batch)
         out = dict(input_ids=[], labels=[], truncated=[], status=[])

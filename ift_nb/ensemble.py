@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 # %% ../nbs/06_ensemble.ipynb #e37bd013
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments, PrinterCallback, set_seed
-from .base import get_device, use_bf16, load_tokenizer, load_model, _show_progress
+from .base import get_device, use_bf16, load_tokenizer, load_model, show_progress
 from .data import Record, DataError
 from .execute import score_labels, _batches
 from .base import resolve_model
@@ -103,7 +103,7 @@ class ClassifierMember:
         meta = json.loads((Path(path)/'member.json').read_text()) if (Path(path)/'member.json').exists() else {}
         max_length = max_length or meta.get('max_length', 256)
         tok = load_tokenizer(path)
-        _show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
+        show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
         model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
         return cls(model.to(get_device(device)).eval(), tok, max_length)
 
@@ -160,7 +160,7 @@ def train_classifier(records, # labelled `Record`s: the input is read, the outpu
                      epochs:float=1.0, max_steps:int=-1, batch_size:int=16, lr:float=1e-3, max_length:int=256, seed:int=0,
                      device:str|None=None) -> ClassifierMember:
     "Fine-tune a sequence classifier on `records` and save it; returns it as an ensemble member."
-    set_seed(seed); _show_progress()
+    set_seed(seed); show_progress()
     labels = list(labels); lab = {l: i for i, l in enumerate(labels)}
     bad = [(i, r) for i, r in enumerate(records) if r.output not in lab]
     if bad: raise DataError(f"answer {bad[0][1].output!r} is not one of the labels {labels} ({len(bad)} such records)", bad[0][1].source or f'record {bad[0][0]}', field='output')
@@ -178,9 +178,9 @@ def train_classifier(records, # labelled `Record`s: the input is read, the outpu
     args = TrainingArguments(output_dir=str(Path(output_dir).with_name(Path(output_dir).name + '.trainer')), num_train_epochs=epochs, max_steps=max_steps,
                              per_device_train_batch_size=batch_size, learning_rate=lr, warmup_steps=0.05, lr_scheduler_type='cosine', seed=seed,
                              data_seed=seed, logging_steps=50, save_strategy='no', report_to=[], use_cpu=d.type == 'cpu', bf16=use_bf16(d),
-                             disable_tqdm=not _show_progress(), dataloader_num_workers=0)
+                             disable_tqdm=not show_progress(), dataloader_num_workers=0)
     trainer = Trainer(model=m, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
-    if not _show_progress(): trainer.remove_callback(PrinterCallback)
+    if not show_progress(): trainer.remove_callback(PrinterCallback)
     trainer.train()
     member = ClassifierMember(trainer.model.eval(), tok, max_length)
     _save_via_tmp(output_dir, member.save)

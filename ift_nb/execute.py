@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 # %% ../nbs/05_execute.ipynb #5c617a59
-from .base import cache_dir, _show_progress
+from .base import cache_dir, show_progress
 from .objective import sequence_nll
 from .data import Record, encode, get_template, ChatTemplate, Collator, prompt_ids
 from .checks import check_values, check_references
@@ -62,7 +62,7 @@ def generate(model, tok, records:list[Record], # what to answer
     prompts = [encode_prompt(r, tok, template, max_prompt_length) for r in records]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths together: less padding
     out = [None] * len(prompts)
-    show = _show_progress() if progress is None else progress
+    show = show_progress() if progress is None else progress
     for idx in tqdm(list(_batches(order, batch_size)), desc='generating', disable=not show):
         b = col([{'input_ids': prompts[i]} for i in idx])
         b = {k: v.to(model.device) for k, v in b.items()}
@@ -93,7 +93,7 @@ def score_labels(model, tok, records:list[Record], labels:list[str], # candidate
             feats.append(e)
     scores = torch.full((len(feats),), float('nan'))  # NaN until scored: never uninitialised memory
     order = sorted(range(len(feats)), key=lambda i: len(feats[i]['input_ids']))
-    show = _show_progress() if progress is None else progress
+    show = show_progress() if progress is None else progress
     for idx in tqdm(list(_batches(order, batch_size)), desc='scoring labels', disable=not show):
         b = {k: v.to(model.device) for k, v in col([feats[i] for i in idx]).items()}
         nll, n = sequence_nll(model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits, b['labels'])

@@ -90,7 +90,7 @@ def keeps_logits(model) -> bool:
 # %% ../nbs/09_throughput.ipynb #b2b1d7ea
 import warnings
 from .data import Record, encode
-from .execute import _show_progress, _batches, score_labels
+from .execute import show_progress, _batches, score_labels
 
 # %% ../nbs/09_throughput.ipynb #3069f274
 def _split_prompt(r, tok, labels, template, max_length):
@@ -138,7 +138,7 @@ def score_labels_shared(model, tok, records:list, labels:list[str], # candidate 
         warnings.warn(f"{len(alone)} of {len(records)} records scored with one pass per label: their prompt is tokenised differently before different labels")
         out[alone] = score_labels(model, tok, [records[i] for i in alone], labels, template, max_length, batch_size, length_norm, progress=False)
     order = sorted((i for i, s in enumerate(split) if s is not None), key=lambda i: len(split[i][0]) + sum(map(len, split[i][1])))
-    show = _show_progress() if progress is None else progress
+    show = show_progress() if progress is None else progress
     for idx in tqdm(list(_batches(order, batch_size)), desc='scoring labels', disable=not show):
         ps, xs = [split[i][0] for i in idx], [split[i][1] for i in idx]
         ids, pos, mask = answers_batch(ps, xs, tok.pad_token_id)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'add_lora', 'prepare_data', 'token_accuracy', 'IFTTrainer', 'training_args', 'TokenCounter',
            'checkpoint_problem', 'resume_point', 'last_checkpoint', 'last_good_checkpoint', 'finished_run', 'train',
-           'plot_history']
+           'plot_history', 'train_or_reuse']
 
 # %% ../nbs/04_train.ipynb #f41127a1
 import json, os, shutil, sys, time, warnings, zipfile
@@ -19,7 +19,7 @@ warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprec
 # %% ../nbs/04_train.ipynb #1927d09f
 from transformers import Trainer, TrainingArguments, PrinterCallback, set_seed
 from transformers.trainer_utils import rotate_checkpoints
-from .base import get_device, use_bf16, load_model, load_tokenizer, resolve_model, _show_progress, use_cjk_font, atomic_dir
+from .base import get_device, use_bf16, load_model, load_tokenizer, resolve_model, show_progress, use_cjk_font, atomic_dir
 from .objective import IGNORE_INDEX
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError
 from .execute import evaluate_classification, evaluate_generation
@@ -174,7 +174,7 @@ class IFTTrainer(Trainer):
         self.answer_logits_only = answer_logits_only and keeps_logits(self.model)
         self.task_records, self.task_labels, self.template = (task_records or [])[:task_eval_size], task_labels, template
         self.max_length = max_length  # the task metric sees inputs cut like in training
-        if not _show_progress(): self.remove_callback(PrinterCallback)  # no per-step log dicts under tests / IFT_NB_QUIET
+        if not show_progress(): self.remove_callback(PrinterCallback)  # no per-step log dicts under tests / IFT_NB_QUIET
 
     def task_metric(self) -> dict:
         "Label-scoring accuracy (classification) or character ROUGE-L (generation) on the task records."
@@ -243,7 +243,7 @@ def training_args(cfg:TrainConfig, has_eval:bool) -> TrainingArguments:
         logging_steps=cfg.logging_steps, eval_strategy='steps' if do_eval else 'no', eval_steps=cfg.eval_steps if do_eval else None,
         save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit,
         use_cpu=d.type == 'cpu', bf16=use_bf16(d), report_to=[], dataloader_num_workers=0, remove_unused_columns=False,
-        disable_tqdm=not _show_progress(), save_only_model=False, include_num_input_tokens_seen=True,
+        disable_tqdm=not show_progress(), save_only_model=False, include_num_input_tokens_seen=True,
         train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
 
 # %% ../nbs/04_train.ipynb #43b40140
@@ -440,3 +440,10 @@ def plot_history(history:list[dict], ax=None):
         ax2 = ax.twinx(); ax2.plot(*zip(*task), 's--', color='C2', label='task metric'); ax2.set_ylabel('task metric'); ax2.legend(loc='center right')
     if tr or ev: ax.legend(loc='upper right')
     return ax
+
+# %% ../nbs/04_train.ipynb #07ed4b57
+def train_or_reuse(cfg:TrainConfig, # the run's config; its output_dir holds the run
+                   reuse:bool=True, # return a finished run of the same config instead of training again
+                  ) -> dict:
+    "`train(cfg)` quietly, unless `reuse` and `cfg.output_dir` holds a finished run of `cfg`: then its metrics."
+    return (reuse and finished_run(cfg.output_dir, cfg)) or train(cfg, verbose=False, overwrite=not reuse)
