@@ -6,10 +6,10 @@
 __all__ = ['INSTRUCTIONS', 'LABELS', 'SHARED', 'TEMPLATES', 'Record', 'DataError', 'LoadReport', 'RecordList', 'read_rows',
            'parse_row', 'load_records', 'load_shared', 'load_embedded', 'load_data', 'drop_overlap', 'split_records',
            'save_records', 'PromptTemplate', 'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator',
-           'to_dataset', 'TokenizeReport', 'tokenize_dataset']
+           'to_dataset', 'TokenizeReport', 'tokenize_dataset', 'pack_indices', 'pack_dataset', 'PackedCollator']
 
 # %% ../nbs/02_data.ipynb #8f62e667
-import csv, json, random, re
+import bisect, csv, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -544,3 +544,52 @@ def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Reco
     kept.report = rep
     if verbose: print(rep)
     return kept
+
+# %% ../nbs/02_data.ipynb #d0016460
+def pack_indices(lengths:list[int], # tokens of each example
+                 max_length:int, # tokens per packed row
+                ) -> list[list[int]]:
+    "Example indices grouped into rows of at most `max_length` tokens (best-fit decreasing)."
+    too_long = [i for i, n in enumerate(lengths) if n > max_length]
+    if too_long: raise ValueError(f"{len(too_long)} examples are longer than max_length={max_length} (first: example {too_long[0]}, {lengths[too_long[0]]} tokens)")
+    rows, rooms = [], []  # rooms: sorted (free tokens, row index)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        k = bisect.bisect_left(rooms, (lengths[i], -1))
+        if k == len(rooms): rows.append([i]); r = len(rows) - 1; free = max_length - lengths[i]
+        else: free, r = rooms.pop(k); rows[r].append(i); free -= lengths[i]
+        bisect.insort(rooms, (free, r))
+    return rows
+
+# %% ../nbs/02_data.ipynb #8857bd6e
+def pack_dataset(ds:datasets.Dataset, # tokenised examples (input_ids, labels), e.g. from `tokenize_dataset`
+                 max_length:int) -> datasets.Dataset:
+    "Packed rows: input_ids and labels concatenated, the first token of each example unscored, and each example's length in `seq_lens`."
+    ids, labels = ds['input_ids'], ds['labels']
+    out = dict(input_ids=[], labels=[], seq_lens=[])
+    for row in pack_indices([len(x) for x in ids], max_length):
+        out['input_ids'].append([t for i in row for t in ids[i]])
+        out['labels'].append([l for i in row for l in [IGNORE_INDEX] + list(labels[i][1:])])
+        out['seq_lens'].append([len(ids[i]) for i in row])
+    return datasets.Dataset.from_dict(out)
+
+@dataclass
+class PackedCollator:
+    "Batches of packed rows: position ids restarting per example, a block-diagonal causal mask (batch, 1, L, L), right padding."
+    pad_id: int
+    def __call__(self, feats:list[dict]) -> dict:
+        B, L = len(feats), max(len(f['input_ids']) for f in feats)
+        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
+        pos = torch.zeros((B, L), dtype=torch.long)
+        seg = torch.full((B, L), -1, dtype=torch.long)
+        for b, f in enumerate(feats):
+            n = len(f['input_ids'])
+            lens = f.get('seq_lens') or [n]  # an unpacked row (an eval example) is one example
+            ids[b, :n], labels[b, :n] = torch.tensor(f['input_ids']), torch.tensor(f['labels'])
+            s = 0
+            for k, m in enumerate(lens):
+                pos[b, s:s + m] = torch.arange(m); seg[b, s:s + m] = k; s += m
+        same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0)
+        mask = same & torch.tril(torch.ones(L, L, dtype=torch.bool))
+        mask |= torch.eye(L, dtype=torch.bool) & (seg < 0)[:, :, None]  # a pad position attends to itself only (no all-masked rows)
+        return dict(input_ids=ids, labels=labels, position_ids=pos, attention_mask=mask[:, None])
