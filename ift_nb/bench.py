@@ -52,7 +52,8 @@ class BenchConfig:
         check_values(asdict(self), 'BenchConfig')  # the ranges every command shares (checks chapter)
 
 # %% ../nbs/10_bench.ipynb #8089bf86
-def _fits(r, tok, cfg) -> bool:
+def _fits_whole(r, tok, cfg) -> bool:
+    "Whether record `r` fits in `cfg.max_length` tokens without truncation (every system then trains on the same text)."
     e = encode(r, tok, cfg.template, None)
     return e['status'] == 'ok' and len(e['input_ids']) <= cfg.max_length
 
@@ -60,7 +61,7 @@ def prepare_bench(cfg:BenchConfig) -> dict:
     "Write the training records (train.jsonl) and the held-out ones (eval.jsonl) to `output_dir`; returns the counts."
     tok = load_tokenizer(resolve_model(cfg.model))
     recs = load_data(cfg.train)
-    fit = [r for r in recs if _fits(r, tok, cfg)]
+    fit = [r for r in recs if _fits_whole(r, tok, cfg)]
     if len(fit) <= cfg.n_eval: raise DataError(f"only {len(fit)} records fit in max_length={cfg.max_length}; need more than n_eval={cfg.n_eval}", cfg.train)
     ev = fit[-cfg.n_eval:]
     if cfg.labels: check_references(ev, cfg.labels, cfg.train)  # before any training: label scoring needs answers among the labels
@@ -130,6 +131,7 @@ def _run_trl(cfg, kw, out) -> dict:
     trainer.save_model(str(out)); tok.save_pretrained(str(out))
     return dict(seconds=round(secs, 3), real_tokens=col.real, padding_fraction=col.padding_fraction, examples_seen=col.examples)
 
+# %% ../nbs/10_bench.ipynb #331d7f6f
 def _rss_mb() -> float:
     "This process's resident memory now (MiB)."
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
@@ -207,6 +209,7 @@ def run_bench(cfg:BenchConfig, verbose:bool=True) -> dict:
     "Train every system of `cfg` in a fresh process of its own and measure it; print the table with the ratios against TRL."
     with OutputLock(writable_dir(cfg.output_dir)): return _run_bench(cfg, verbose)  # one benchmark at a time in a folder
 
+# %% ../nbs/10_bench.ipynb #31f00262
 def _run_bench(cfg:BenchConfig, verbose:bool) -> dict:
     info = prepare_bench(cfg)
     out = Path(cfg.output_dir); cfg_path = out/'bench_config.json'

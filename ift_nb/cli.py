@@ -103,6 +103,7 @@ def _line(r:Record, i:int) -> int:
     try: return int(r.source.rsplit(':', 1)[1])
     except (AttributeError, ValueError, IndexError): return i + 1
 
+# %% ../nbs/11_cli.ipynb #75a82ff5
 def cmd_eval(a):
     "Measure a model on a data set and print a metrics table."
     if a.out: writable_file(a.out, '--out')
@@ -119,6 +120,7 @@ def cmd_eval(a):
     if a.out: write_atomic(a.out, json.dumps(r, ensure_ascii=False, indent=1))
     return 0
 
+# %% ../nbs/11_cli.ipynb #cf62b116
 def cmd_predict(a):
     "Answer every record of a data set (rows need no answer): one JSON line each, with the line it came from, to --out or stdout (reports go to stderr)."
     if a.out: writable_file(a.out, '--out')
@@ -153,6 +155,7 @@ def _measure(model, tok, tests):
         else: res[name] = ('ROUGE-L (char)', evaluate_generation(model, tok, recs, max_new_tokens=48, batch_size=4)['rougeL'])
     return res
 
+# %% ../nbs/11_cli.ipynb #24b7f9d4
 def demo(output_dir='runs/demo', # where the data split, the model and demo.json go
          model:str=DEMO_MODEL, # a key of `DEMO_RECIPES` or any model spec (then the `base` recipe's settings)
          epochs:float|None=None, # override the recipe's epochs
@@ -182,11 +185,8 @@ def demo(output_dir='runs/demo', # where the data split, the model and demo.json
     return 0
 
 # %% ../nbs/11_cli.ipynb #b9289dc3
-def parser() -> argparse.ArgumentParser:
-    "The `ift_nb` argument parser."
-    p = argparse.ArgumentParser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')
-    p.add_argument('--debug', action='store_true', help='on an error, print the traceback too (also IFT_NB_DEBUG=1; accepted anywhere on the line)')
-    sub = p.add_subparsers(dest='cmd', required=True)
+def _add_pretrain(sub):
+    "The `pretrain` command and its options."
     s = sub.add_parser('pretrain', help='pre-train (or fetch from the cache) a small base model')
     s.add_argument('--size', default='tiny', choices=list(MODEL_SIZES))
     s.add_argument('--arch', default='llama', choices=['llama', 'gpt2'])
@@ -197,6 +197,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument('--force', action='store_true', help='retrain even when cached')
     s.add_argument('--prompt', default=None, help='print a greedy continuation of this text')
     s.set_defaults(func=cmd_pretrain)
+
+def _add_check(sub):
+    "The `check` command and its options."
     c = sub.add_parser('check', help='validate a data file (.json, .jsonl, .csv, .tsv)')
     c.add_argument('file')
     c.add_argument('--instruction', default=None, help='fixed instruction for files that have none')
@@ -206,11 +209,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument('--template', default='zh', choices=list(TEMPLATES))
     c.add_argument('--max-length', type=int, default=512)
     c.set_defaults(func=cmd_check)
+
+def _add_train(sub):
+    "The `train` command and its options."
     t = sub.add_parser('train', help='instruction-fine-tune with a YAML config')
     t.add_argument('config')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config key (repeatable)')
     t.add_argument('--overwrite', action='store_true', help='train again from the start, replacing a finished run or the checkpoints in output_dir')
     t.set_defaults(func=cmd_train)
+
+# %% ../nbs/11_cli.ipynb #9fa708b2
+def _add_eval_predict(sub):
+    "The `eval` and `predict` commands, which share their options."
     for name, func, hlp in (('eval', cmd_eval, 'measure a model on a data set'), ('predict', cmd_predict, "write a model's answers")):
         e = sub.add_parser(name, help=hlp)
         e.add_argument('--model', required=True, help='model folder or hub name, or base[:PRESET]')
@@ -224,6 +234,10 @@ def parser() -> argparse.ArgumentParser:
         e.add_argument('--out', default=None, help='write results (JSON) / predictions (JSONL) here')
         if name == 'eval': e.add_argument('--method', default='score', choices=['score', 'generate'])
         e.set_defaults(func=func)
+
+# %% ../nbs/11_cli.ipynb #7e3c4f5d
+def _add_bench(sub):
+    "The `bench` command and its options."
     b = sub.add_parser('bench', help='training throughput of ift_nb against TRL and fixed-length padding (see 10_bench)')
     b.add_argument('--model', default='base', help='model folder or hub name, or base[:PRESET]')
     b.add_argument('--data', default='embedded:sentiment', help='embedded:TASK[:LANG], shared:NAME or a file; held-out records come from its end')
@@ -240,11 +254,22 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument('--device', default='cpu', help="cpu, cuda, or auto")
     b.add_argument('--output-dir', default='runs/bench')
     b.set_defaults(func=cmd_bench)
+
+def _add_demo(sub):
+    "The `demo` command and its options."
     d = sub.add_parser('demo', help='the whole job on the embedded data: base model, evaluate, fine-tune, evaluate again')
     d.add_argument('--output-dir', default='runs/demo')
     d.add_argument('--model', default=DEMO_MODEL, help=f"base model: {', '.join(DEMO_RECIPES)} (the project's fast tiny model), or a folder or hub name")
     d.add_argument('--epochs', type=float, default=None)
     d.set_defaults(func=cmd_demo)
+
+# %% ../nbs/11_cli.ipynb #6c1f161d
+def parser() -> argparse.ArgumentParser:
+    "The `ift_nb` argument parser."
+    p = argparse.ArgumentParser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')
+    p.add_argument('--debug', action='store_true', help='on an error, print the traceback too (also IFT_NB_DEBUG=1; accepted anywhere on the line)')
+    sub = p.add_subparsers(dest='cmd', required=True)
+    for add in (_add_pretrain, _add_check, _add_train, _add_eval_predict, _add_bench, _add_demo): add(sub)
     return p
 
 def cmd_bench(a):
@@ -261,6 +286,7 @@ def cmd_demo(a):
     "Embedded default end to end: base model zero-shot, IFT on 80% of the sentiment and summarization examples, measured on the rest."
     return demo(a.output_dir, a.model, a.epochs)
 
+# %% ../nbs/11_cli.ipynb #20ff6dc6
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `ift_nb` command: every error ends in one line on stderr (the traceback too with --debug or IFT_NB_DEBUG=1); exit status 2 for bad input, 1 for a failure."
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -96,6 +96,7 @@ def _csv_rows(reader, path):
         except StopIteration: return
         except csv.Error as e: raise DataError(f"unreadable {path.suffix[1:].upper()} row: {e}", path, reader.line_num) from None
 
+# %% ../nbs/02_data.ipynb #020939e0
 def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
               fieldnames:list[str]|None=None, # column names for a CSV/TSV without header row
              ):
@@ -167,6 +168,7 @@ def _from_chat(msgs, key, path, line):
     pairs = [turns[i:i+2] for i in range(0, len(turns), 2)]
     return Record(pairs[-1][0], '', pairs[-1][1], system=system, history=pairs[:-1])
 
+# %% ../nbs/02_data.ipynb #c9b2f437
 def parse_row(row:dict, # one row of a data file
               path=None, line=None, # where it came from, for errors
               columns:dict|None=None, # our field name -> the row's key, e.g. {'output': 'response'}
@@ -239,6 +241,8 @@ LABELS = dict(sentiment_zh=('正面', '负面'), sentiment_en=('positive', 'nega
               category_en=('agronomy', 'medicine', 'history', 'philosophy', 'engineering', 'education', 'literature', 'law', 'science',
                            'management', 'economics', 'art', 'military science'))
 _ZH_SENT = {'positive': '正面', 'negative': '负面'}
+
+# %% ../nbs/02_data.ipynb #4c159cf6
 SHARED = {  # name: (file, load_records keyword arguments)
     **{f'chnsenticorp_{s}': (f'zh_sentiment/chnsenticorp_{s}.tsv', dict(fieldnames=['input', 'output'],
         instruction=INSTRUCTIONS['sentiment_zh'], label_map=_ZH_SENT, labels=LABELS['sentiment_zh'])) for s in ('train', 'dev')},
@@ -357,6 +361,7 @@ class ChatTemplate:
     name: str = 'chat'
     train_on_history: bool = True  # also score the earlier assistant turns
 
+# %% ../nbs/02_data.ipynb #e8b3bace
 TEMPLATES = {t.name: t for t in [
     PromptTemplate('zh', '指令：{instruction}\n输入：{input}\n回答：{output}', '指令：{instruction}\n回答：{output}'),
     PromptTemplate('en', 'Instruction: {instruction}\nInput: {input}\nAnswer: {output}', 'Instruction: {instruction}\nAnswer: {output}'),
@@ -422,6 +427,7 @@ def _encode_single(rec, tok, tpl, max_length, add_eos):
         inp, truncated = inp[:min(cut, len(inp) - 1)], True
     return dict(input_ids=[], labels=[], truncated=truncated, status='answer_too_long')
 
+# %% ../nbs/02_data.ipynb #bffb9f96
 def _assistant_spans(tok, msgs, train_on_history):
     "Full chat text and the character spans of the (scored) assistant turns."
     text = tok.apply_chat_template(msgs, tokenize=False)
@@ -451,6 +457,7 @@ def _encode_chat(rec, tok, tpl, max_length, add_eos):
         hist, truncated = hist[1:], True
     return dict(input_ids=[], labels=[], truncated=truncated, status='answer_too_long')
 
+# %% ../nbs/02_data.ipynb #a9d8d03f
 def encode(rec:Record, # the example
            tok, # a Hugging Face (fast) tokenizer
            template='zh', # a name in `TEMPLATES` or a template object
