@@ -20,14 +20,21 @@ from .checks import check_values, check_references
 import evaluate
 
 # %% ../nbs/04_execute.ipynb #0f8edc3f
-def prompt_text(rec:Record, tok, template='zh') -> str:
+def prompt_text(rec:Record, # the record to answer
+                tok, # the model's tokenizer
+                template='zh', # the template used in training (a name or a template)
+               ) -> str:
     "The text the model reads before writing its answer to `rec`."
     tpl = get_template(template)
     if isinstance(tpl, ChatTemplate) or rec.history:
         return tok.apply_chat_template(rec.messages(with_answer=False), tokenize=False, add_generation_prompt=True)
     return tpl.render(rec)[0]
 
-def encode_prompt(rec:Record, tok, template='zh', max_length:int|None=None) -> list[int]:
+def encode_prompt(rec:Record, # the record to answer
+                  tok, # the model's tokenizer
+                  template='zh', # the template used in training
+                  max_length:int|None=None, # cut longer prompts as training does; None: never
+                 ) -> list[int]:
     "Token ids of the prompt, tokenised as in training; long inputs keep their head, as training truncation does."
     ids = prompt_ids(tok, prompt_text(rec, tok, template))
     if max_length and len(ids) > max_length:
@@ -60,7 +67,7 @@ def stop_ids(tok) -> list[int]:
 def generate(model, tok, records:list[Record], # what to answer
              template='zh', # the template used in training
              max_new_tokens:int=64, # longest answer
-             batch_size:int=16,
+             batch_size:int=16, # prompts per batch
              max_prompt_length:int|None=512, # prompts longer than this are truncated like in training
              progress:bool|None=None, # show a progress bar; None: unless quiet
              **gen_kwargs, # passed to `model.generate` (e.g. do_sample=True, temperature=0.7)
@@ -84,11 +91,14 @@ def generate(model, tok, records:list[Record], # what to answer
 
 # %% ../nbs/04_execute.ipynb #8d225b58
 @torch.no_grad()
-def score_labels(model, tok, records:list[Record], labels:list[str], # candidate answers
-                 template='zh', max_length:int|None=512,
+def score_labels(model, tok, records:list[Record], # what to classify
+                 labels:list[str], # candidate answers
+                 template='zh', # the template used in training
+                 max_length:int|None=512, # examples cut as in training
                  batch_size:int=32, # sequences per forward pass
                  length_norm:bool=False, # mean instead of sum of token log-probabilities
-                 progress:bool|None=None) -> torch.Tensor:
+                 progress:bool|None=None, # show a progress bar; None: unless quiet
+                ) -> torch.Tensor:
     "Log-likelihood of each label as the answer to each record: a (records, labels) tensor."
     check_values(dict(batch_size=batch_size, max_length=max_length, labels=labels), 'score_labels')
     model.eval()
@@ -122,7 +132,8 @@ def _split_prompt(r, tok, labels, template, max_length):
 
 def answers_batch(prompts:list, # token ids of each prompt
                   answers:list, # for each prompt, the token ids of each of its answers
-                  pad_id:int):
+                  pad_id:int, # the tokenizer's pad id
+                 ):
     "One left-padded row per prompt: the prompt, then all its answers; each answer attends to the prompt and to itself only."
     rows = [p + [t for x in xs for t in x] for p, xs in zip(prompts, answers)]
     B, L = len(rows), max(map(len, rows))
@@ -140,11 +151,14 @@ def answers_batch(prompts:list, # token ids of each prompt
 
 # %% ../nbs/04_execute.ipynb #cba8f3a0
 @torch.no_grad()
-def score_labels_shared(model, tok, records:list, labels:list[str], # candidate answers
-                        template='zh', max_length:int|None=512,
+def score_labels_shared(model, tok, records:list, # what to classify
+                        labels:list[str], # candidate answers
+                        template='zh', # the template used in training
+                        max_length:int|None=512, # examples cut as in training
                         batch_size:int=32, # prompts per forward pass (each with all its answers)
                         length_norm:bool=False, # mean instead of sum of token log-probabilities
-                        progress:bool|None=None) -> torch.Tensor:
+                        progress:bool|None=None, # show a progress bar; None: unless quiet
+                       ) -> torch.Tensor:
     "Log-likelihood of each label as the answer to each record, (records, labels): one pass over each prompt and all its answers."
     model.eval()
     split = [_split_prompt(r, tok, labels, template, max_length) for r in records]
@@ -171,7 +185,9 @@ def score_labels_shared(model, tok, records:list, labels:list[str], # candidate 
     return out
 
 # %% ../nbs/04_execute.ipynb #83cad666
-def classify(model, tok, records, labels, template='zh',
+def classify(model, tok, records, # what to classify
+             labels, # candidate answers
+             template='zh', # the template used in training
              one_pass:bool=True, # all labels in one pass per prompt (`score_labels_shared`); False: `score_labels`
              **kw) -> list[str]:
     "The highest-scoring label for each record."
@@ -179,7 +195,9 @@ def classify(model, tok, records, labels, template='zh',
     return [labels[i] for i in scorer(model, tok, records, labels, template, **kw).argmax(1).tolist()]
 
 # %% ../nbs/04_execute.ipynb #ef0f1d62
-def parse_label(text:str, labels:list[str]) -> str|None:
+def parse_label(text:str, # a generated answer
+                labels:list[str], # the labels it may name
+               ) -> str|None:
     "The label `text` names (exact, then the one label it contains), else None."
     t = text.strip().strip('。.!！"\'“”').strip()
     for l in labels:
@@ -188,7 +206,12 @@ def parse_label(text:str, labels:list[str]) -> str|None:
     found = [l for l in found if not any(l != o and l in o for o in found)]  # prefer 正面 over 正
     return found[0] if len(found) == 1 else None
 
-def generate_and_parse(model, tok, records, labels, template='zh', max_new_tokens:int=8, **kw) -> tuple[list, int]:
+def generate_and_parse(model, tok, records, # what to classify
+                       labels, # the labels an answer may name
+                       template='zh', # the template used in training
+                       max_new_tokens:int=8, # longest answer
+                       **kw, # passed to `generate`
+                      ) -> tuple[list, int]:
     "Generated answers parsed to labels (None where unparsable), and the number unparsable."
     preds = [parse_label(g, labels) for g in generate(model, tok, records, template, max_new_tokens, **kw)]
     return preds, sum(p is None for p in preds)
@@ -267,7 +290,12 @@ def load_metric(name:str # "accuracy", "f1" or "rouge"
     return evaluate.load(str(p))
 
 # %% ../nbs/04_execute.ipynb #c8a9c6de
-def evaluate_classification(model, tok, records, labels, template='zh', method:str='score', **kw) -> dict:
+def evaluate_classification(model, tok, records, # labelled records
+                            labels, # the label set; every reference answer must be one
+                            template='zh', # the template used in training
+                            method:str='score', # 'score' (label scoring) or 'generate' (generate-and-parse)
+                            **kw, # passed to `classify` or `generate_and_parse` (batch_size, max_length...)
+                           ) -> dict:
     "Accuracy and macro-F1 of `model` on labelled `records`, by label scoring ('score') or generate-and-parse ('generate'); every reference answer must be a label."
     if not records: raise ValueError("no records to evaluate")
     check_values(dict(labels=labels), 'evaluate_classification')
@@ -282,7 +310,12 @@ def evaluate_classification(model, tok, records, labels, template='zh', method:s
                unparsable=unparsable, n=len(records))
     return res | dict(predictions=preds)
 
-def evaluate_generation(model, tok, records, template='zh', tokenizer:str='char', max_new_tokens:int=64, **kw) -> dict:
+def evaluate_generation(model, tok, records, # records with reference answers
+                        template='zh', # the template used in training
+                        tokenizer:str='char', # ROUGE's tokenizer: 'char', 'jieba' or 'default'
+                        max_new_tokens:int=64, # longest answer
+                        **kw, # passed to `generate`
+                       ) -> dict:
     "ROUGE-1/2/L (Chinese-aware tokenizer) of generated answers against the records' outputs."
     if not records: raise ValueError("no records to evaluate")
     preds = generate(model, tok, records, template, max_new_tokens, **kw)
@@ -293,7 +326,11 @@ def evaluate_generation(model, tok, records, template='zh', tokenizer:str='char'
 import matplotlib.pyplot as plt
 from .base import use_cjk_font
 
-def plot_confusion(preds, refs, labels, ax=None, title=None):
+def plot_confusion(preds, # predicted labels (None: unparsable)
+                   refs, # reference labels
+                   labels, # the label set, in display order
+                   ax=None, # a matplotlib axis; None: a new figure
+                   title=None):
     "Confusion matrix (rows: reference, columns: prediction; an 'unparsable' column if needed)."
     use_cjk_font()
     cols = list(labels) + (['unparsable'] if any(p is None for p in preds) else [])
@@ -308,7 +345,10 @@ def plot_confusion(preds, refs, labels, ax=None, title=None):
     return ax
 
 def plot_before_after(rows:dict, # {name: {"before": x, "after": y}}
-                      metric:str='accuracy', ax=None, ref_lines:dict|None=None):
+                      metric:str='accuracy', # the y-axis label
+                      ax=None, # a matplotlib axis; None: a new figure
+                      ref_lines:dict|None=None, # {name: value} drawn as dashed lines (baselines)
+                     ):
     "Grouped bars of a metric before and after fine-tuning, with optional reference lines."
     use_cjk_font()
     if ax is None: _, ax = plt.subplots(figsize=(1.5 + 1.6*len(rows), 3.2))

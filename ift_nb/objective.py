@@ -15,11 +15,14 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100  # label of positions that are not scored (prompt, padding)
 
 def shift_labels(labels:torch.Tensor, # (batch, seq) labels aligned with the inputs
-                 ignore_index:int=IGNORE_INDEX) -> torch.Tensor:
+                 ignore_index:int=IGNORE_INDEX, # the label given to the last position
+                ) -> torch.Tensor:
     "Labels moved one position left, so that `shifted[:, t]` is the target of the logits at position `t`."
     return F.pad(labels[:, 1:], (0, 1), value=ignore_index)
 
-def count_supervised(labels:torch.Tensor, ignore_index:int=IGNORE_INDEX) -> torch.Tensor:
+def count_supervised(labels:torch.Tensor, # (batch, seq) labels aligned with the inputs
+                     ignore_index:int=IGNORE_INDEX, # the label of unscored positions
+                    ) -> torch.Tensor:
     "Number of scored targets in `labels` (after the shift: position 0 is never a target)."
     return (labels[:, 1:] != ignore_index).sum()
 
@@ -27,7 +30,7 @@ def count_supervised(labels:torch.Tensor, ignore_index:int=IGNORE_INDEX) -> torc
 def answer_loss(logits:torch.Tensor, # (batch, seq, vocab) model outputs; or (batch, len(positions), vocab)
                 labels:torch.Tensor, # (batch, seq) input ids with prompt and padding set to `ignore_index`
                 num_items_in_batch:int|torch.Tensor|None=None, # supervised tokens in the whole (accumulated) batch; None: this batch's
-                ignore_index:int=IGNORE_INDEX,
+                ignore_index:int=IGNORE_INDEX, # the label of unscored positions
                 positions:torch.Tensor|None=None, # the positions `logits` were computed at (see `answer_positions`); None: every position
                ) -> torch.Tensor:
     "Cross-entropy summed over answer tokens, divided by the number of answer tokens in the whole batch."
@@ -39,7 +42,8 @@ def answer_loss(logits:torch.Tensor, # (batch, seq, vocab) model outputs; or (ba
 
 def sequence_nll(logits:torch.Tensor, # (batch, seq, vocab) model outputs
                  labels:torch.Tensor, # (batch, seq) labels, `ignore_index` where not scored
-                 ignore_index:int=IGNORE_INDEX):
+                 ignore_index:int=IGNORE_INDEX, # the label of unscored positions
+                ):
     "Per-example negative log-likelihood of the answer: (sum over its tokens, number of its tokens)."
     tgt = shift_labels(labels, ignore_index)
     tok_nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, ignore_index=ignore_index, reduction='none')
@@ -47,14 +51,16 @@ def sequence_nll(logits:torch.Tensor, # (batch, seq, vocab) model outputs
 
 # %% ../nbs/01_objective.ipynb #32f43dff
 def answer_positions(labels:torch.Tensor, # (batch, seq) labels, IGNORE_INDEX where not scored
-                     ignore_index:int=IGNORE_INDEX) -> torch.Tensor:
+                     ignore_index:int=IGNORE_INDEX, # the label of unscored positions
+                    ) -> torch.Tensor:
     "Positions whose logits predict a scored token in at least one row of the batch: the only logits the answer loss needs."
     return (labels[:, 1:] != ignore_index).any(0).nonzero().squeeze(1)
 
 def answer_loss_at(logits:torch.Tensor, # (batch, seq, vocab), or only at `answer_positions(labels)`
                    labels:torch.Tensor, # (batch, seq) labels, `ignore_index` where not scored
                    num_items_in_batch=None, # as in `answer_loss`
-                   ignore_index:int=IGNORE_INDEX) -> torch.Tensor:
+                   ignore_index:int=IGNORE_INDEX, # the label of unscored positions
+                  ) -> torch.Tensor:
     "`answer_loss` from full logits or from the logits at `answer_positions(labels)` only."
     full = logits.shape[1] == labels.shape[1]
     return answer_loss(logits, labels, num_items_in_batch, ignore_index, None if full else answer_positions(labels, ignore_index))
