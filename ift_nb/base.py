@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES', 'CACHE_VERSION', 'BASE_PRESETS', 'NAMED_BASES',
-           'get_device', 'use_bf16', 'default_dtype', 'embedded_path', 'shared_data_dir', 'embedded_corpus',
-           'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params', 'load_tokenizer',
-           'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'pretrain', 'show_progress', 'atomic_dir',
-           'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path', 'text_nll',
+           'get_device', 'use_bf16', 'default_dtype', 'show_progress', 'embedded_path', 'shared_data_dir',
+           'embedded_corpus', 'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params',
+           'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain',
+           'atomic_dir', 'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path', 'text_nll',
            'BaseModelError', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
            'plot_loss']
 
@@ -39,6 +39,14 @@ def use_bf16(device=None) -> bool:
 def default_dtype(device=None) -> torch.dtype:
     "The dtype to load weights in for inference: bf16 on a bf16-capable GPU, else fp32."
     return torch.bfloat16 if use_bf16(device) else torch.float32
+
+# %% ../nbs/00_base.ipynb #a53996a3
+def show_progress():
+    "Progress bars on, except under tests or when `IFT_NB_QUIET` is set."
+    show = not (os.environ.get('IN_TEST') or os.environ.get('IFT_NB_QUIET'))
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
+    return show
 
 # %% ../nbs/00_base.ipynb #17504e6f
 def embedded_path(name:str # file name inside the package's `data/` folder
@@ -95,6 +103,7 @@ def shared_corpus(data_dir=None, # the shared data folder; None finds it
     texts += _tsv_col(d/'en_sentiment/sst2_train.tsv', 1, header=True)[:max_sst2]
     return texts
 
+# %% ../nbs/00_base.ipynb #c734dbad
 def base_corpus(source:str='auto', # "auto" (shared when present, else embedded), "shared" or "embedded"
                ) -> list[str]:
     "The pre-training texts for `source`."
@@ -205,6 +214,22 @@ class LossHistory(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and 'loss' in logs: self.steps.append(state.global_step); self.losses.append(logs['loss'])
 
+# %% ../nbs/00_base.ipynb #453489b0
+def trainer_args(output_dir, # where the `Trainer` may write
+                 device=None, # None: `get_device()`
+                 **kw, # any other `TrainingArguments` field; these override the defaults
+                ) -> TrainingArguments:
+    "`TrainingArguments` with ift_nb's defaults for `device`, overridden by `kw`."
+    d = get_device(device)
+    return TrainingArguments(**(dict(output_dir=str(output_dir), lr_scheduler_type='cosine', warmup_steps=0.05, save_strategy='no',
+                                     report_to=[], dataloader_num_workers=0, use_cpu=d.type == 'cpu', bf16=use_bf16(d),
+                                     disable_tqdm=not show_progress()) | kw))
+
+def quiet(trainer:Trainer) -> Trainer:
+    "`trainer` without its printed per-step logs when progress is off."
+    if not show_progress(): trainer.remove_callback(PrinterCallback)
+    return trainer
+
 # %% ../nbs/00_base.ipynb #f957be39
 def pretrain(texts:list[str], # unlabelled corpus
              size:str='tiny', # model size, a key of `MODEL_SIZES`
@@ -228,14 +253,9 @@ def pretrain(texts:list[str], # unlabelled corpus
     d = get_device(device)
     hist = LossHistory()
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size,
-                                 learning_rate=lr, lr_scheduler_type='cosine', warmup_steps=0.05, weight_decay=0.01,
-                                 logging_steps=min(logging_steps, steps), save_strategy='no', report_to=[], seed=seed,
-                                 use_cpu=d.type == 'cpu', bf16=use_bf16(d), dataloader_num_workers=0,
-                                 disable_tqdm=not show_progress())
-        tr = Trainer(model=model, args=args, train_dataset=_Blocks(blocks), callbacks=[hist])
-        if not show_progress(): tr.remove_callback(PrinterCallback)
-        tr.train()
+        args = trainer_args(tmp, d, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr,
+                            weight_decay=0.01, logging_steps=min(logging_steps, steps), seed=seed)
+        quiet(Trainer(model=model, args=args, train_dataset=_Blocks(blocks), callbacks=[hist])).train()
     model = model.cpu().eval()
     info = dict(size=size, arch=arch, params=count_params(model), vocab_size=len(tok), steps=steps,
                 block_size=block_size, batch_size=batch_size, lr=lr, seed=seed, n_texts=len(texts),
@@ -243,13 +263,6 @@ def pretrain(texts:list[str], # unlabelled corpus
                 seconds=round(time.time()-t0, 1), device=d.type, loss_steps=hist.steps, losses=hist.losses,
                 final_loss=hist.losses[-1] if hist.losses else None)
     return model, tok, info
-
-def show_progress():
-    "Progress bars on, except under tests or when `IFT_NB_QUIET` is set."
-    show = not (os.environ.get('IN_TEST') or os.environ.get('IFT_NB_QUIET'))
-    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
-    (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
-    return show
 
 # %% ../nbs/00_base.ipynb #223d4563
 def atomic_dir(dest:Path, # the folder to create (or replace) as a whole
@@ -284,6 +297,7 @@ def base_model_key(corpus='auto', **kw) -> str:
     spec = dict(version=CACHE_VERSION, corpus=_corpus_hash(texts), **kw)
     return f"{kw.get('arch','llama')}-{kw.get('size','tiny')}-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
+# %% ../nbs/00_base.ipynb #4d0a5a34
 def base_model_path(size:str='tiny', # a key of `MODEL_SIZES`
                     corpus:str|list='embedded', # "auto", "shared", "embedded", or a list of texts
                     arch:str='llama', # "llama" or "gpt2"

@@ -6,10 +6,10 @@
 __all__ = ['INSTRUCTIONS', 'LABELS', 'SHARED', 'TEMPLATES', 'Record', 'DataError', 'LoadReport', 'RecordList', 'read_rows',
            'parse_row', 'load_records', 'load_shared', 'load_embedded', 'load_data', 'drop_overlap', 'split_records',
            'save_records', 'PromptTemplate', 'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator',
-           'to_dataset', 'TokenizeReport', 'tokenize_dataset']
+           'to_dataset', 'TokenizeReport', 'tokenize_dataset', 'pack_indices', 'pack_dataset', 'PackedCollator']
 
 # %% ../nbs/02_data.ipynb #8f62e667
-import csv, json, random, re
+import bisect, csv, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -96,6 +96,7 @@ def _csv_rows(reader, path):
         except StopIteration: return
         except csv.Error as e: raise DataError(f"unreadable {path.suffix[1:].upper()} row: {e}", path, reader.line_num) from None
 
+# %% ../nbs/02_data.ipynb #020939e0
 def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
               fieldnames:list[str]|None=None, # column names for a CSV/TSV without header row
              ):
@@ -167,6 +168,7 @@ def _from_chat(msgs, key, path, line):
     pairs = [turns[i:i+2] for i in range(0, len(turns), 2)]
     return Record(pairs[-1][0], '', pairs[-1][1], system=system, history=pairs[:-1])
 
+# %% ../nbs/02_data.ipynb #c9b2f437
 def parse_row(row:dict, # one row of a data file
               path=None, line=None, # where it came from, for errors
               columns:dict|None=None, # our field name -> the row's key, e.g. {'output': 'response'}
@@ -239,6 +241,8 @@ LABELS = dict(sentiment_zh=('正面', '负面'), sentiment_en=('positive', 'nega
               category_en=('agronomy', 'medicine', 'history', 'philosophy', 'engineering', 'education', 'literature', 'law', 'science',
                            'management', 'economics', 'art', 'military science'))
 _ZH_SENT = {'positive': '正面', 'negative': '负面'}
+
+# %% ../nbs/02_data.ipynb #4c159cf6
 SHARED = {  # name: (file, load_records keyword arguments)
     **{f'chnsenticorp_{s}': (f'zh_sentiment/chnsenticorp_{s}.tsv', dict(fieldnames=['input', 'output'],
         instruction=INSTRUCTIONS['sentiment_zh'], label_map=_ZH_SENT, labels=LABELS['sentiment_zh'])) for s in ('train', 'dev')},
@@ -357,6 +361,7 @@ class ChatTemplate:
     name: str = 'chat'
     train_on_history: bool = True  # also score the earlier assistant turns
 
+# %% ../nbs/02_data.ipynb #e8b3bace
 TEMPLATES = {t.name: t for t in [
     PromptTemplate('zh', '指令：{instruction}\n输入：{input}\n回答：{output}', '指令：{instruction}\n回答：{output}'),
     PromptTemplate('en', 'Instruction: {instruction}\nInput: {input}\nAnswer: {output}', 'Instruction: {instruction}\nAnswer: {output}'),
@@ -422,6 +427,7 @@ def _encode_single(rec, tok, tpl, max_length, add_eos):
         inp, truncated = inp[:min(cut, len(inp) - 1)], True
     return dict(input_ids=[], labels=[], truncated=truncated, status='answer_too_long')
 
+# %% ../nbs/02_data.ipynb #bffb9f96
 def _assistant_spans(tok, msgs, train_on_history):
     "Full chat text and the character spans of the (scored) assistant turns."
     text = tok.apply_chat_template(msgs, tokenize=False)
@@ -451,6 +457,7 @@ def _encode_chat(rec, tok, tpl, max_length, add_eos):
         hist, truncated = hist[1:], True
     return dict(input_ids=[], labels=[], truncated=truncated, status='answer_too_long')
 
+# %% ../nbs/02_data.ipynb #a9d8d03f
 def encode(rec:Record, # the example
            tok, # a Hugging Face (fast) tokenizer
            template='zh', # a name in `TEMPLATES` or a template object
@@ -544,3 +551,52 @@ def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Reco
     kept.report = rep
     if verbose: print(rep)
     return kept
+
+# %% ../nbs/02_data.ipynb #d0016460
+def pack_indices(lengths:list[int], # tokens of each example
+                 max_length:int, # tokens per packed row
+                ) -> list[list[int]]:
+    "Example indices grouped into rows of at most `max_length` tokens (best-fit decreasing)."
+    too_long = [i for i, n in enumerate(lengths) if n > max_length]
+    if too_long: raise ValueError(f"{len(too_long)} examples are longer than max_length={max_length} (first: example {too_long[0]}, {lengths[too_long[0]]} tokens)")
+    rows, rooms = [], []  # rooms: sorted (free tokens, row index)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        k = bisect.bisect_left(rooms, (lengths[i], -1))
+        if k == len(rooms): rows.append([i]); r = len(rows) - 1; free = max_length - lengths[i]
+        else: free, r = rooms.pop(k); rows[r].append(i); free -= lengths[i]
+        bisect.insort(rooms, (free, r))
+    return rows
+
+# %% ../nbs/02_data.ipynb #8857bd6e
+def pack_dataset(ds:datasets.Dataset, # tokenised examples (input_ids, labels), e.g. from `tokenize_dataset`
+                 max_length:int) -> datasets.Dataset:
+    "Packed rows: input_ids and labels concatenated, the first token of each example unscored, and each example's length in `seq_lens`."
+    ids, labels = ds['input_ids'], ds['labels']
+    out = dict(input_ids=[], labels=[], seq_lens=[])
+    for row in pack_indices([len(x) for x in ids], max_length):
+        out['input_ids'].append([t for i in row for t in ids[i]])
+        out['labels'].append([l for i in row for l in [IGNORE_INDEX] + list(labels[i][1:])])
+        out['seq_lens'].append([len(ids[i]) for i in row])
+    return datasets.Dataset.from_dict(out)
+
+@dataclass
+class PackedCollator:
+    "Batches of packed rows: position ids restarting per example, a block-diagonal causal mask (batch, 1, L, L), right padding."
+    pad_id: int
+    def __call__(self, feats:list[dict]) -> dict:
+        B, L = len(feats), max(len(f['input_ids']) for f in feats)
+        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long)
+        pos = torch.zeros((B, L), dtype=torch.long)
+        seg = torch.full((B, L), -1, dtype=torch.long)
+        for b, f in enumerate(feats):
+            n = len(f['input_ids'])
+            lens = f.get('seq_lens') or [n]  # an unpacked row (an eval example) is one example
+            ids[b, :n], labels[b, :n] = torch.tensor(f['input_ids']), torch.tensor(f['labels'])
+            s = 0
+            for k, m in enumerate(lens):
+                pos[b, s:s + m] = torch.arange(m); seg[b, s:s + m] = k; s += m
+        same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0)
+        mask = same & torch.tril(torch.ones(L, L, dtype=torch.bool))
+        mask |= torch.eye(L, dtype=torch.bool) & (seg < 0)[:, :, None]  # a pad position attends to itself only (no all-masked rows)
+        return dict(input_ids=ids, labels=labels, position_ids=pos, attention_mask=mask[:, None])

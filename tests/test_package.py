@@ -147,20 +147,40 @@ def test_eval_and_predict_on_shared_files(tmp_path):
     assert [x['line'] for x in rows] == [1, 2, 3]  # each prediction names the line of the source it answers
 
 def test_gpt2_family_pretrains_and_fine_tunes(tmp_path, monkeypatch):
-    "The second architecture family goes through the same pre-training, IFT and label-scoring code."
+    "The second architecture family goes through the same pre-training, IFT and label-scoring code: IFT lowers its held-out answer loss, and one-pass label scoring (with GPT-2's learned positions) agrees with one pass per label."
     monkeypatch.setenv('IFT_NB_CACHE', str(tmp_path/'cache'))
     from ift_nb.base import base_model_path, load_base
     from ift_nb.train import train
     from ift_nb.execute import classify
-    from ift_nb.data import load_embedded
+    from ift_nb.data import load_embedded, split_records, save_records
+    from ift_nb.bench import held_out_loss
     texts = [r.input for r in load_embedded('sentiment')] * 3
     p = base_model_path('tiny', texts, arch='gpt2', steps=3, vocab_size=500)
-    m = train(dict(model=str(p), train='embedded:sentiment:en', output_dir=str(tmp_path/'run'), max_steps=3, batch_size=4), verbose=False)
-    assert m['steps'] == 3
+    tr, te = split_records(load_embedded('sentiment', 'en'), 0.2, seed=0)
+    save_records(tr, tmp_path/'train.jsonl'); save_records(te, tmp_path/'test.jsonl')
+    before = held_out_loss(*load_base(p), te, 'zh')
+    m = train(dict(model=str(p), train=str(tmp_path/'train.jsonl'), eval=str(tmp_path/'test.jsonl'), output_dir=str(tmp_path/'run'),
+                   max_steps=12, batch_size=8, lr=3e-3), verbose=False)
     model, tok = load_base(tmp_path/'run')
     assert model.config.model_type == 'gpt2'
-    preds = classify(model, tok, load_embedded('sentiment', 'en')[:4], ['positive', 'negative'])
-    assert len(preds) == 4 and set(preds) <= {'positive', 'negative'}
+    after = held_out_loss(model, tok, te, 'zh')
+    assert abs(after - m['eval_loss']) < 1e-3, (after, m['eval_loss'])  # the saved model is the trained one
+    assert after < before / 2, (before, after)  # it learnt the answer form
+    labs = ['positive', 'negative']
+    assert classify(model, tok, te, labs) == classify(model, tok, te, labs, one_pass=False)
+
+def test_learning_check_fails_when_learning_is_broken(tmp_path):
+    "The fast run's check (`learning_gain`, 05_train) fails on the same run with the training labels shuffled among the examples: a run that cannot learn does not pass."
+    import random
+    from ift_nb.data import Record, load_embedded, split_records, save_records
+    from ift_nb.train import TrainConfig, learning_gain
+    recs = [Record('这段评论是用哪种语言写的？', r.input, '中文' if r.output in ('正面', '负面') else '英文') for r in load_embedded('sentiment')]
+    tr, te = split_records(recs, 0.2, seed=0)  # the notebook's split
+    answers = [r.output for r in tr]; random.Random(0).shuffle(answers)
+    save_records([Record(r.instruction, r.input, a) for r, a in zip(tr, answers)], tmp_path/'train.jsonl'); save_records(te, tmp_path/'test.jsonl')
+    cfg = TrainConfig(model='base', train=str(tmp_path/'train.jsonl'), eval=str(tmp_path/'test.jsonl'), labels=['中文', '英文'],
+                      output_dir=str(tmp_path/'run'), epochs=3, batch_size=16, lr=2e-3)
+    with pytest.raises(AssertionError, match='no learned effect'): learning_gain(cfg, margin=0.25)
 
 def test_bench_cli_against_trl(tmp_path):
     "`ift_nb bench` from the console: each system in its own process, the table with ratios against TRL, results.json."
@@ -179,3 +199,28 @@ def test_bench_cli_against_trl(tmp_path):
 def test_bench_cli_bad_data(tmp_path):
     r = ift_nb('bench', '--data', str(tmp_path/'missing.jsonl'), '--output-dir', str(tmp_path/'b'))
     assert r.returncode == 2 and 'missing.jsonl' in r.stderr and 'Traceback' not in r.stderr
+
+def chapter_imports() -> dict:
+    "For each ift_nb module: its notebook's chapter (e.g. '02a') and the chapters of the ift_nb modules it imports (anywhere in its code)."
+    import ast, re
+    chapter = {}
+    for f in sorted((ROOT/'ift_nb').glob('*.py')):
+        m = re.search(r'File to edit: \.\./nbs/(\w+?)_\w*\.ipynb', f.read_text(encoding='utf-8'))
+        if m: chapter[f.stem] = m.group(1)
+    out = {}
+    for mod, ch in chapter.items():
+        names = set()
+        for node in ast.walk(ast.parse((ROOT/'ift_nb'/f'{mod}.py').read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or '').startswith('ift_nb.')):
+                names.add((node.module or '').split('.')[-1])
+            elif isinstance(node, ast.Import): names |= {a.name.split('.')[1] for a in node.names if a.name.startswith('ift_nb.')}
+        out[(ch, mod)] = sorted((chapter[n], n) for n in names if n in chapter)
+    return out
+
+def test_modules_import_only_earlier_chapters():
+    "No module imports a module of its own or a later chapter (not even lazily inside a function): the chapters read in order, with no cycle."
+    bad = []
+    for (ch, mod), deps in sorted(chapter_imports().items()):
+        print(f"{ch} {mod:10s} <- " + ', '.join(f'{c} {n}' for c, n in deps))
+        bad += [f"{mod} ({ch}) imports {n} ({c})" for c, n in deps if c >= ch]
+    assert not bad, bad

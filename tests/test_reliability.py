@@ -190,6 +190,9 @@ class Case:
 
 def _cfg(extra=''): return {'c.yaml': CFG + extra}
 def _train(extra='', *more, code=2, words=(), **kw): return Case(['train', '{t}/c.yaml', *more], code, list(words), _cfg(extra), **kw)
+def _field(key, value, says='', extra='', *words):
+    "A config with one bad value: the error names the file and the field (and says `says` after it)."
+    return _train(f'{key}: {value}\n{extra}', words=[f"c.yaml, field '{key}'" + (f": {says}" if says else ''), *words])
 def _eval(*more, code=2, words=(), cmd='eval', **kw): return Case([cmd, '--model', 'base', '--data', 'embedded:sentiment:zh', *more], code, list(words), **kw)
 def _bench(*more, words=()): return Case(['bench', '--data', 'embedded:sentiment:zh', '--output-dir', '{t}/b', *more], 2, list(words))
 
@@ -235,20 +238,13 @@ CASES = {
     'pretrain --vocab-size 10': Case(['pretrain', '--vocab-size', '10'], 2, ['argument --vocab-size', 'at least 260']),
     'pretrain --block-size 1': Case(['pretrain', '--block-size', '1'], 2, ['argument --block-size']),
     # config values: the field and the file named
-    'epochs: 0': _train('epochs: 0\nmax_steps: -1\n', words=["c.yaml, field 'epochs': must be greater than 0"]),
-    'epochs: -1': _train('epochs: -1\nmax_steps: -1\n', words=["field 'epochs'"]),
-    'grad_accum: 0': _train('grad_accum: 0\n', words=["field 'grad_accum': must be at least 1"]),
-    'lr: .inf': _train('lr: .inf\n', words=["field 'lr': must be a finite number"]),
-    'lr: .nan': _train('lr: .nan\n', words=["field 'lr': must be a finite number"]),
-    'lr: -0.001': _train('lr: -0.001\n', words=["field 'lr': must be greater than 0"]),
-    'batch_size: 0': _train('batch_size: 0\n', words=["field 'batch_size'"]),
-    'max_steps: 0': _train('max_steps: 0\n', words=["field 'max_steps': must be -1 or at least 1"]),
-    'max_length: 0': _train('max_length: 0\n', words=["field 'max_length'"]),
-    'warmup: -1': _train('warmup: -1\n', words=["field 'warmup'"]),
-    'save_steps: 0': _train('save_steps: 0\n', words=["field 'save_steps'"]),
-    'logging_steps: 0': _train('logging_steps: 0\n', words=["field 'logging_steps'"]),
-    'lora_dropout: 1.5': _train('lora_dropout: 1.5\n', words=["field 'lora_dropout'", 'in [0, 1)']),
-    'seed: -1': _train('seed: -1\n', words=["field 'seed'"]),
+    **{f'{key}: {value}': _field(key, value, says, extra) for key, value, says, extra in [  # (field, bad value, what follows the field's name, more config)
+        ('epochs', 0, 'must be greater than 0', 'max_steps: -1\n'), ('epochs', -1, '', 'max_steps: -1\n'),
+        ('grad_accum', 0, 'must be at least 1', ''), ('lr', '.inf', 'must be a finite number', ''), ('lr', '.nan', 'must be a finite number', ''),
+        ('lr', -0.001, 'must be greater than 0', ''), ('batch_size', 0, '', ''), ('max_steps', 0, 'must be -1 or at least 1', ''),
+        ('max_length', 0, '', ''), ('warmup', -1, '', ''), ('save_steps', 0, '', ''), ('logging_steps', 0, '', '')]},
+    'lora_dropout: 1.5': _field('lora_dropout', 1.5, '', '', 'in [0, 1)'),
+    'seed: -1': _field('seed', -1),
     'labels: one': _train('labels: [正面]\n', words=["field 'labels'", 'at least 2 labels']),
     'scheduler: unknown': _train('scheduler: cosin\n', words=["field 'scheduler'", "unknown scheduler 'cosin'"]),
     'optim: unknown': _train('optim: adam\n', words=["field 'optim'", "unknown optimizer 'adam'"]),
