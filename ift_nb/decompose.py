@@ -19,13 +19,16 @@ from .execute import generate
 # %% ../nbs/07_decompose.ipynb #dbc9dd1b
 class StepError(ValueError):
     "A step produced an empty or unparsable output, located by step and example."
-    def __init__(self, step:str, example:int, msg:str):
+    def __init__(self, step:str, # the step's name
+                 example:int, # the example's position in the batch
+                 msg:str):
         self.step, self.example = step, example
         super().__init__(f"step {step!r}, example {example}: {msg}")
 
 def _names(t:str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
 
+# %% ../nbs/07_decompose.ipynb #183cfe04
 def keep_text(s:str) -> str:
     "The default parser: the stripped text; empty is unparsable."
     s = s.strip()
@@ -39,25 +42,29 @@ def split_list(s:str) -> list[str]:
     if not out: raise ValueError(f"no items in {s!r}")
     return out
 
+# %% ../nbs/07_decompose.ipynb #996dbeef
 @dataclass
 class Step:
     "One sub-task: templates that may use `{input}` and earlier steps' outputs, a model name, a parser and an optional fallback."
-    name: str
+    name: str  # the step's name: later steps read its output as `{name}`
     instruction: str  # e.g. "根据以下摘要和关键词（{keywords}）写出论文标题。"
     input: str = '{input}'  # the record's input; '' for none
     model: str = 'default'  # a key of the chain's `models`
     adapter: str|None = None  # LoRA adapter to activate on a peft model before this step
     parser: Callable = keep_text  # raw text -> value; raises ValueError when it cannot parse
     fallback: str|Callable|None = None  # when the output is empty or unparsable: a template (same placeholders) or a function of the context; None: raise `StepError`
-    max_new_tokens: int = 64
-    def render(self, ctx:dict) -> Record:
+    max_new_tokens: int = 64  # longest generated output
+    def render(self, ctx:dict # the example's context: 'input' and earlier steps' values by name
+              ) -> Record:
         "The step's record for one example's context (original input and earlier outputs, lists joined with 、)."
         v = _as_text(ctx)
         return Record(self.instruction.format(**v), self.input.format(**v))
 
 def _as_text(ctx:dict) -> dict: return {k: '、'.join(x) if isinstance(x, list) else str(x) for k, x in ctx.items()}
 
+# %% ../nbs/07_decompose.ipynb #ad963793
 def _check(steps):
+    "Every placeholder names 'input' or an earlier step; names are unique."
     seen = {'input'}
     for s in steps:
         if s.name in seen: raise ValueError(f"step name {s.name!r} is used twice (or is the reserved name 'input')")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 # %% ../nbs/06_ensemble.ipynb #e37bd013
+from fastcore.basics import patch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments, PrinterCallback, set_seed
 from .base import get_device, use_bf16, load_tokenizer, load_model, show_progress
 from .data import Record, DataError
@@ -42,9 +43,11 @@ def combine(scores:torch.Tensor, # (members, examples, labels) member logits or 
         return (votes + tie_break) / (votes + tie_break).sum(-1, keepdim=True)
     raise ValueError(f"unknown rule {rule!r}; choose from {RULES}")
 
+# %% ../nbs/06_ensemble.ipynb #05f0a4b6
 def fit_weights(scores:torch.Tensor, # (members, examples, labels) on held-out labelled data
                 y:torch.Tensor, # (examples,) gold label indices
-                steps:int=100) -> torch.Tensor:
+                steps:int=100, # L-BFGS iterations
+               ) -> torch.Tensor:
     "Non-negative member weights that maximise the likelihood of `y` under the 'weighted' rule (L-BFGS)."
     logp = scores.float().log_softmax(-1).detach()
     a = torch.zeros(scores.shape[0], requires_grad=True)  # weights = exp(a), so they stay positive
@@ -86,10 +89,14 @@ def _save_via_tmp(out, write) -> Path:
     os.replace(tmp, out)
     return out
 
+# %% ../nbs/06_ensemble.ipynb #c5301913
 class ClassifierMember:
     "A sequence classifier (any `AutoModelForSequenceClassification`) with its own tokenizer; labels from `config.id2label`."
     kind = 'classifier'
-    def __init__(self, model, tok, max_length:int=256):
+    def __init__(self, model, # an `AutoModelForSequenceClassification`
+                 tok, # its tokenizer (needs a pad token)
+                 max_length:int=256, # longest input in tokens
+                ):
         self.model, self.tok, self.max_length = model, tok, max_length
         if tok.pad_token is None: raise ValueError("the classifier's tokenizer has no pad token")
         if model.config.pad_token_id is None: model.config.pad_token_id = tok.pad_token_id
@@ -98,7 +105,10 @@ class ClassifierMember:
     def labels(self) -> tuple: return tuple(self.model.config.id2label[i] for i in range(self.model.config.num_labels))
 
     @classmethod
-    def load(cls, path, device=None, max_length:int|None=None):
+    def load(cls, path, # a folder or hub name
+             device=None, # None: CUDA when available
+             max_length:int|None=None, # None: from member.json, else 256
+            ):
         "A classifier from a folder or hub name (safetensors only, no remote code); max_length from its member.json when not given."
         meta = json.loads((Path(path)/'member.json').read_text()) if (Path(path)/'member.json').exists() else {}
         max_length = max_length or meta.get('max_length', 256)
@@ -107,27 +117,38 @@ class ClassifierMember:
         model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
         return cls(model.to(get_device(device)).eval(), tok, max_length)
 
-    @torch.no_grad()
-    def scores(self, records, batch_size:int=32) -> torch.Tensor:
-        "Logits (examples, labels)."
-        self.model.eval()
-        ids = self.tok([_text(r) for r in records], truncation=True, max_length=self.max_length)['input_ids']
-        out = torch.full((len(records), len(self.labels)), float('nan'))  # NaN until scored: never uninitialised memory
-        col = DataCollatorWithPadding(self.tok)
-        for idx in _by_length([len(x) for x in ids], batch_size):
-            b = col([dict(input_ids=ids[i]) for i in idx]).to(self.model.device)
-            out[idx] = self.model(**b).logits.float().cpu()
-        return out
+# %% ../nbs/06_ensemble.ipynb #5098fd2b
+@patch
+@torch.no_grad()
+def scores(self:ClassifierMember, records, # the records to score (their input is read)
+           batch_size:int=32) -> torch.Tensor:
+    "Logits (examples, labels)."
+    self.model.eval()
+    ids = self.tok([_text(r) for r in records], truncation=True, max_length=self.max_length)['input_ids']
+    out = torch.full((len(records), len(self.labels)), float('nan'))  # NaN until scored: never uninitialised memory
+    col = DataCollatorWithPadding(self.tok)
+    for idx in _by_length([len(x) for x in ids], batch_size):
+        b = col([dict(input_ids=ids[i]) for i in idx]).to(self.model.device)
+        out[idx] = self.model(**b).logits.float().cpu()
+    return out
 
-    def save(self, path):
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path, safe_serialization=True); self.tok.save_pretrained(path)
-        (path/'member.json').write_text(json.dumps(dict(kind=self.kind, max_length=self.max_length)))
+@patch
+def save(self:ClassifierMember, path):
+    "Model, tokenizer and member.json into the folder `path`."
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    self.model.save_pretrained(path, safe_serialization=True); self.tok.save_pretrained(path)
+    (path/'member.json').write_text(json.dumps(dict(kind=self.kind, max_length=self.max_length)))
 
+# %% ../nbs/06_ensemble.ipynb #2999db93
 class LMMember:
     "An instruction-tuned causal LM; its scores are the log-likelihoods of each label after the prompt (label scoring)."
     kind = 'lm'
-    def __init__(self, model, tok, labels, template='zh', max_length:int=256):
+    def __init__(self, model, # a causal LM
+                 tok, # its tokenizer
+                 labels, # the label words, in the member's order
+                 template='zh', # prompt template name
+                 max_length:int=256, # longest prompt in tokens
+                ):
         self.model, self.tok, self.labels, self.template, self.max_length = model, tok, tuple(labels), template, max_length
 
     @classmethod
@@ -145,6 +166,7 @@ class LMMember:
         return score_labels(self.model, self.tok, records, list(self.labels), self.template, self.max_length, batch_size, progress=False)
 
     def save(self, path):
+        "Model, tokenizer and member.json (kind, labels, template, max_length) into the folder `path`."
         path = Path(path); path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True); self.tok.save_pretrained(path)
         (path/'member.json').write_text(json.dumps(dict(kind=self.kind, labels=list(self.labels), template=self.template,
@@ -192,7 +214,10 @@ _KINDS = {'classifier': ClassifierMember, 'lm': LMMember}
 
 class Ensemble:
     "Members that answer with the same labels, combined by one of `RULES`."
-    def __init__(self, members:list, rule:str='logits', weights=None):
+    def __init__(self, members:list, # `ClassifierMember`s and `LMMember`s with the same labels in the same order
+                 rule:str='logits', # one of `RULES`
+                 weights=None, # (members,) for the 'weighted' rule; `fit` finds them
+                ):
         if not members: raise ValueError("an ensemble needs at least one member")
         if rule not in RULES: raise ValueError(f"unknown rule {rule!r}; choose from {RULES}")
         first = tuple(members[0].labels)
@@ -205,47 +230,60 @@ class Ensemble:
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
         self.seconds = []  # each member's time for the last `member_scores`
 
-    def member_scores(self, records, batch_size:int=32) -> torch.Tensor:
-        "Every member's scores, stacked: (members, examples, labels); times each member."
-        out, self.seconds = [], []
-        for m in self.members:
-            t = time.perf_counter(); out.append(m.scores(records, batch_size)); self.seconds.append(time.perf_counter() - t)
-        return torch.stack(out)
+# %% ../nbs/06_ensemble.ipynb #cc6133ac
+@patch
+def member_scores(self:Ensemble, records, batch_size:int=32) -> torch.Tensor:
+    "Every member's scores, stacked: (members, examples, labels); times each member."
+    out, self.seconds = [], []
+    for m in self.members:
+        t = time.perf_counter(); out.append(m.scores(records, batch_size)); self.seconds.append(time.perf_counter() - t)
+    return torch.stack(out)
 
-    def gold(self, records) -> torch.Tensor:
-        "Label indices of the records' answers (an error names a record whose answer is not a label)."
-        idx = {l: i for i, l in enumerate(self.labels)}
-        for i, r in enumerate(records):
-            if r.output not in idx: raise DataError(f"answer {r.output!r} is not one of the labels {list(self.labels)}", r.source or f'record {i}', field='output')
-        return torch.tensor([idx[r.output] for r in records])
+@patch
+def gold(self:Ensemble, records) -> torch.Tensor:
+    "Label indices of the records' answers (an error names a record whose answer is not a label)."
+    idx = {l: i for i, l in enumerate(self.labels)}
+    for i, r in enumerate(records):
+        if r.output not in idx: raise DataError(f"answer {r.output!r} is not one of the labels {list(self.labels)}", r.source or f'record {i}', field='output')
+    return torch.tensor([idx[r.output] for r in records])
 
-    def fit(self, records, batch_size:int=32):
-        "Fit the weighted rule's weights on held-out labelled `records`; the rule becomes 'weighted'."
-        self.weights, self.rule = fit_weights(self.member_scores(records, batch_size), self.gold(records)), 'weighted'
-        return self
+@patch
+def fit(self:Ensemble, records, # held-out labelled records (never the evaluation set)
+        batch_size:int=32):
+    "Fit the weighted rule's weights on held-out labelled `records`; the rule becomes 'weighted'."
+    self.weights, self.rule = fit_weights(self.member_scores(records, batch_size), self.gold(records)), 'weighted'
+    return self
 
-    def predict_proba(self, records=None, rule:str|None=None, scores:torch.Tensor|None=None, batch_size:int=32) -> torch.Tensor:
-        "Ensemble probabilities (examples, labels), from `records` or from precomputed member `scores`."
-        if scores is None: scores = self.member_scores(records, batch_size)
-        return combine(scores, rule or self.rule, self.weights)
+# %% ../nbs/06_ensemble.ipynb #0dfd3cb1
+@patch
+def predict_proba(self:Ensemble, records=None, # the records to answer (or give `scores`)
+                  rule:str|None=None, # None: the ensemble's rule
+                  scores:torch.Tensor|None=None, # precomputed `member_scores`
+                  batch_size:int=32) -> torch.Tensor:
+    "Ensemble probabilities (examples, labels), from `records` or from precomputed member `scores`."
+    if scores is None: scores = self.member_scores(records, batch_size)
+    return combine(scores, rule or self.rule, self.weights)
 
-    def predict(self, records, **kw) -> list[str]:
-        "The ensemble's label for each record."
-        return [self.labels[i] for i in self.predict_proba(records, **kw).argmax(-1).tolist()]
+@patch
+def predict(self:Ensemble, records, **kw) -> list[str]:
+    "The ensemble's label for each record."
+    return [self.labels[i] for i in self.predict_proba(records, **kw).argmax(-1).tolist()]
 
-    def save(self, path) -> Path:
-        "Save as one folder (through a temporary one)."
-        def write(tmp):
-            for i, m in enumerate(self.members): m.save(tmp/f'member_{i}')
-            (tmp/'ensemble.json').write_text(json.dumps(dict(rule=self.rule, labels=list(self.labels), kinds=[m.kind for m in self.members],
-                                                              weights=None if self.weights is None else self.weights.tolist()), ensure_ascii=False, indent=1))
-        return _save_via_tmp(path, write)
+# %% ../nbs/06_ensemble.ipynb #7f7f233e
+@patch
+def save(self:Ensemble, path) -> Path:
+    "Save as one folder (through a temporary one)."
+    def write(tmp):
+        for i, m in enumerate(self.members): m.save(tmp/f'member_{i}')
+        (tmp/'ensemble.json').write_text(json.dumps(dict(rule=self.rule, labels=list(self.labels), kinds=[m.kind for m in self.members],
+                                                          weights=None if self.weights is None else self.weights.tolist()), ensure_ascii=False, indent=1))
+    return _save_via_tmp(path, write)
 
-    @classmethod
-    def load(cls, path, device=None):
-        "An ensemble saved by `save`."
-        p = Path(path)
-        if not (p/'ensemble.json').exists(): raise FileNotFoundError(f"{p}: no ensemble.json, not a saved ensemble")
-        meta = json.loads((p/'ensemble.json').read_text())
-        members = [_KINDS[k].load(p/f'member_{i}', device=device) for i, k in enumerate(meta['kinds'])]
-        return cls(members, meta['rule'], meta['weights'])
+@patch(cls_method=True)
+def load(cls:Ensemble, path, device=None):
+    "An ensemble saved by `save`."
+    p = Path(path)
+    if not (p/'ensemble.json').exists(): raise FileNotFoundError(f"{p}: no ensemble.json, not a saved ensemble")
+    meta = json.loads((p/'ensemble.json').read_text())
+    members = [_KINDS[k].load(p/f'member_{i}', device=device) for i, k in enumerate(meta['kinds'])]
+    return cls(members, meta['rule'], meta['weights'])
