@@ -14,10 +14,10 @@ import torch.nn.functional as F
 
 # %% ../nbs/06_ensemble.ipynb #e37bd013
 from fastcore.basics import patch
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments, PrinterCallback, set_seed
-from .base import get_device, use_bf16, load_tokenizer, load_model, show_progress
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, set_seed
+from .base import get_device, load_tokenizer, load_model, show_progress, trainer_args, quiet
 from .data import Record, DataError
-from .execute import score_labels, _batches
+from .execute import score_labels, length_batches
 from .base import resolve_model
 
 # %% ../nbs/06_ensemble.ipynb #50f97f73
@@ -77,7 +77,7 @@ def _text(r:Record) -> str:
 
 def _by_length(n_tokens, batch_size):
     "Batches of indices of similar length."
-    return list(_batches(sorted(range(len(n_tokens)), key=lambda i: n_tokens[i]), batch_size))
+    return [list(b) for b in length_batches(n_tokens, batch_size, progress=False)]
 
 def _save_via_tmp(out, write) -> Path:
     "Call `write(folder)` on a temporary folder beside `out`, then rename it to `out`: a crash never leaves a half-written `out`."
@@ -196,13 +196,9 @@ def train_classifier(records, # labelled `Record`s: the input is read, the outpu
         m = AutoModelForSequenceClassification.from_config(config)
     enc = tok([_text(r) for r in records], truncation=True, max_length=max_length)['input_ids']
     ds = [dict(input_ids=x, labels=lab[r.output]) for x, r in zip(enc, records)]
-    d = get_device(device)
-    args = TrainingArguments(output_dir=str(Path(output_dir).with_name(Path(output_dir).name + '.trainer')), num_train_epochs=epochs, max_steps=max_steps,
-                             per_device_train_batch_size=batch_size, learning_rate=lr, warmup_steps=0.05, lr_scheduler_type='cosine', seed=seed,
-                             data_seed=seed, logging_steps=50, save_strategy='no', report_to=[], use_cpu=d.type == 'cpu', bf16=use_bf16(d),
-                             disable_tqdm=not show_progress(), dataloader_num_workers=0)
-    trainer = Trainer(model=m, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
-    if not show_progress(): trainer.remove_callback(PrinterCallback)
+    args = trainer_args(Path(output_dir).with_name(Path(output_dir).name + '.trainer'), device, num_train_epochs=epochs, max_steps=max_steps,
+                        per_device_train_batch_size=batch_size, learning_rate=lr, seed=seed, data_seed=seed, logging_steps=50)
+    trainer = quiet(Trainer(model=m, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok)))
     trainer.train()
     member = ClassifierMember(trainer.model.eval(), tok, max_length)
     _save_via_tmp(output_dir, member.save)
