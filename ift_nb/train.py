@@ -62,11 +62,12 @@ class TrainConfig:
     group_by_length: bool = False  # batches of examples of similar length (less padding, no packing)
     pad_to_max_length: bool = False  # pad every batch to max_length (fixed shapes, as some compilers want; slow: kept for comparison)
     answer_logits_only: bool = True  # compute the output layer only where the loss needs it (the same loss and gradients, faster)
-    lora: bool = False  # train LoRA adapters (needs `pip install ift_nb[lora]`), merged into the model at the end
+    lora: bool = False  # train LoRA adapters (peft), merged into the model at the end unless `merge_lora` is off
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: list|None = None  # module names; None: peft's default for the architecture
+    merge_lora: bool = True  # False: save the adapter alone (a few MB); `load_base` puts it on its base model
     resume: bool = True  # continue from the last checkpoint in output_dir if there is one
     device: str|None = None  # None: CUDA when available
 
@@ -135,7 +136,7 @@ def to_yaml(self:TrainConfig, path):
 def add_lora(model, cfg:TrainConfig):
     "Wrap `model` with LoRA adapters (peft)."
     try: from peft import LoraConfig, get_peft_model
-    except ImportError: raise ImportError("LoRA needs peft: pip install 'ift_nb[lora]'") from None
+    except ImportError: raise ImportError("LoRA needs peft: pip install peft") from None
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type='CAUSAL_LM',
                     target_modules=cfg.lora_targets)
     return get_peft_model(model, lc)
@@ -357,7 +358,7 @@ def _atomic_save(model, tok, dest:Path):
 def finished_run(out, cfg:TrainConfig) -> dict|None:
     "The metrics of the finished run in `out` if `cfg` made it (the same fields but `resume` and `output_dir`: a folder may move), else None."
     out = Path(out)
-    if not ((out/'metrics.json').is_file() and (out/'ift_config.yaml').is_file() and any(out.glob('model*.safetensors'))): return None
+    if not ((out/'metrics.json').is_file() and (out/'ift_config.yaml').is_file() and (any(out.glob('model*.safetensors')) or (out/'adapter_model.safetensors').is_file())): return None
     try: old, metrics = TrainConfig.from_yaml(out/'ift_config.yaml'), json.loads((out/'metrics.json').read_text(encoding='utf-8'))
     except (ValueError, OSError): return None
     same = lambda c: {k: v for k, v in asdict(c).items() if k not in ('resume', 'output_dir')}
@@ -416,7 +417,7 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool) -> dict:
     if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
         logged = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
         metrics |= logged if 'eval_loss' in logged else trainer.evaluate()
-    model = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    model = trainer.model.merge_and_unload() if cfg.lora and cfg.merge_lora else trainer.model
     _check_weights(model, out, trainer.state.global_step, 'the final model')
     if trainer.is_world_process_zero():  # several processes (torchrun): only the first writes the output
         _atomic_save(model, tok, out)
