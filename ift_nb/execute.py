@@ -353,11 +353,15 @@ def plot_before_after(rows:dict, # {name: {"before": x, "after": y}}
     use_cjk_font()
     if ax is None: _, ax = plt.subplots(figsize=(1.5 + 1.6*len(rows), 3.2))
     names = list(rows)
+    box = dict(boxstyle='round,pad=0.15', fc='white', ec='none', alpha=.85)  # a reference line never strikes through a value
     for k, (key, col) in enumerate((('before', '#bbb'), ('after', '#1f77b4'))):
         xs = [i + (k - .5) * .38 for i in range(len(names))]
         vals = [rows[n].get(key, float('nan')) for n in names]
         ax.bar(xs, vals, width=.38, color=col, label=key)
-        for x, v in zip(xs, vals): ax.text(x, v, f'{v:.3f}', ha='center', va='bottom', fontsize=8)
-    for name, v in (ref_lines or {}).items(): ax.axhline(v, ls='--', lw=1, color='gray'); ax.text(len(names) - .5, v, name, fontsize=8, va='bottom', ha='right')
-    ax.set_xticks(range(len(names)), names); ax.set_ylabel(metric); ax.legend(loc='upper left', fontsize=8)
+        for x, v in zip(xs, vals): ax.text(x, v, f'{v:.3f}', ha='center', va='bottom', fontsize=8, bbox=box, zorder=3)
+    for j, (name, v) in enumerate((ref_lines or {}).items()):  # named in the legend, not on the line
+        ax.axhline(v, ls=('--', ':', '-.')[j % 3], lw=1, color='gray', label=f'{name} ({v:.3f})', zorder=1)
+    top = max([v for r in rows.values() for v in r.values()] + list((ref_lines or {}).values()))
+    ax.set_ylim(0, top * 1.15); ax.set_xticks(range(len(names)), names); ax.set_ylabel(metric)
+    ax.legend(loc='upper center', bbox_to_anchor=(.5, -.12), ncol=2, fontsize=8, frameon=False)  # below the axes: covers no bar
     return ax

@@ -459,8 +459,9 @@ def plot_history(history:list[dict], ax=None):
     ax.set_xlabel('step'); ax.set_ylabel('answer loss (nats/token)'); ax.grid(alpha=.3)
     task = [(h['step'], v) for h in history for k, v in h.items() if k in ('eval_task_accuracy', 'eval_task_rougeL')]
     if task:
-        ax2 = ax.twinx(); ax2.plot(*zip(*task), 's--', color='C2', label='task metric'); ax2.set_ylabel('task metric'); ax2.legend(loc='center right')
-    if tr or ev: ax.legend(loc='upper right')
+        ax2 = ax.twinx(); ax2.plot(*zip(*task), 's--', color='C2', label='task metric'); ax2.set_ylabel('task metric')
+    hs = [h for a in [ax] + ([ax2] if task else []) for h in a.get_legend_handles_labels()[0]]
+    if hs: ax.legend(handles=hs, loc='upper center', bbox_to_anchor=(.5, -.2), ncol=3, fontsize=8, frameon=False)  # one legend, below: covers no line
     return ax
 
 # %% ../nbs/05_train.ipynb #07ed4b57
