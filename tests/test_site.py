@@ -331,11 +331,11 @@ def test_search(site, browser):
     assert _search(browser, 'bench')[0]['hrefs'][0] == 'bench.html'
     browser.open(f'{base}/index.html')
     hits = _search(browser, 'TrainConfig')
-    assert hits[0]['hrefs'][:2] == ['train.html', 'train.html#trainconfig'], hits[:2]
+    assert hits[0]['hrefs'][0] == 'train.html' and 'train.html#trainconfig' in hits[0]['hrefs'][:3], hits[:2]  # the class or one of its methods (TrainConfig.from_yaml) first
     browser.js("document.querySelector('input.md-search__input').focus(); 0")
     browser.cmd('Input.dispatchKeyEvent', type='keyDown', key='Enter', code='Enter', windowsVirtualKeyCode=13, text='\r')
     browser.cmd('Input.dispatchKeyEvent', type='keyUp', key='Enter', code='Enter', windowsVirtualKeyCode=13)
-    assert browser.wait("location.pathname.endsWith('/train.html') && location.hash === '#trainconfig'", 10), ('Enter did not open the best hit', browser.js('location.href'))
+    assert browser.wait("location.pathname.endsWith('/train.html') && location.hash.startsWith('#trainconfig')", 10), ('Enter did not open the best hit', browser.js('location.href'))
 
 def _outputs(browser):
     return browser.js(f"[...{MAIN}.querySelectorAll('.cell-output')].map(o => o.innerText).join('\\n')")
