@@ -344,6 +344,7 @@ def plot_confusion(preds, # predicted labels (None: unparsable)
     if title: ax.set_title(title)
     return ax
 
+# %% ../nbs/04_execute.ipynb #4a7d0c51
 def plot_before_after(rows:dict, # {name: {"before": x, "after": y}}
                       metric:str='accuracy', # the y-axis label
                       ax=None, # a matplotlib axis; None: a new figure
