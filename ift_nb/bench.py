@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['IFT_SYSTEMS', 'TRL_SYSTEMS', 'SYSTEMS', 'RENAMED', 'BenchConfig', 'prepare_bench', 'held_out_loss', 'flops_per_token',
-           'matmul_peak', 'run_system', 'prompt_pass_rate', 'bench_labels', 'machine', 'run_bench', 'bench_table']
+           'lora_weights', 'matmul_peak', 'run_system', 'prompt_pass_rate', 'bench_labels', 'bench_generation',
+           'machine', 'run_bench', 'bench_table']
 
 # %% ../nbs/10_bench.ipynb #be3299fd
 import json, os, resource, subprocess, sys, time, importlib.util
@@ -16,7 +17,7 @@ import torch
 from .base import get_device, load_model, load_tokenizer, use_bf16
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
 from .objective import sequence_nll, IGNORE_INDEX
-from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse
+from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
 from .base import resolve_model
 from .train import TokenCounter
 from .checks import check_values, check_references, python_command, writable_dir, write_atomic, OutputLock
@@ -44,6 +45,8 @@ class BenchConfig:
     seed: int = 0
     systems: list = field(default_factory=lambda: list(SYSTEMS))
     labels: list|None = None  # classification labels: also compare label scoring with generate-and-parse
+    lora_r: int|None = None  # every system trains LoRA adapters of this rank (alpha 2 x rank, no dropout); None: every weight
+    lora_targets: list|None = None  # the modules LoRA adapts; None: peft's default for the architecture
     output_dir: str = 'runs/bench'
     device: str|None = 'cpu'  # None: CUDA when available
 
@@ -52,6 +55,10 @@ class BenchConfig:
         bad = [s for s in self.systems if s not in IFT_SYSTEMS and s not in TRL_SYSTEMS]
         if bad: raise ValueError(f"unknown system(s) {bad}; choose from {list(IFT_SYSTEMS) + list(TRL_SYSTEMS)}")
         check_values(asdict(self), 'BenchConfig')  # the ranges every command shares (checks chapter)
+
+    def lora(self) -> dict:
+        "The `TrainConfig` keys of its LoRA setting (none for full fine-tuning)."
+        return dict(lora=True, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, lora_dropout=0.0, lora_targets=self.lora_targets) if self.lora_r else {}
 
 # %% ../nbs/10_bench.ipynb #8089bf86
 def _fits_whole(r, tok, cfg) -> bool:
@@ -89,12 +96,24 @@ def held_out_loss(model, tok, recs:list, template='zh', batch_size:int=16) -> fl
 # %% ../nbs/10_bench.ipynb #c32aac72
 def flops_per_token(model, lengths:list[int], # real tokens of each training example
                     scored:float=1.0, # fraction of the real tokens whose next token is scored (the output layer's share)
+                    lora:int=0, # LoRA weights trained (0: every weight is trained)
                    ) -> float:
-    "Useful training FLOPs per real token: 6 x the weights of every linear layer (the output layer for `scored` of the tokens) plus causal attention within each example."
+    "Useful training FLOPs per real token: 6 x the weights of every linear layer (4 x when frozen under LoRA, 6 x each LoRA weight; the output layer for `scored` of the tokens) plus causal attention within each example."
     n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     head = model.get_output_embeddings().weight.numel()
     c = model.config
-    return 6 * (n - head) + 6 * head * scored + 6 * c.num_hidden_layers * c.hidden_size * sum(t * (t + 1) for t in lengths) / sum(lengths)
+    att = c.num_attention_heads * getattr(c, 'head_dim', None) if getattr(c, 'head_dim', None) else c.hidden_size  # width of q, k and v per head, all heads
+    w = 4 if lora else 6  # frozen weights: forward 2, the gradient of their input 2, none for themselves
+    return w * (n - head) + w * head * scored + 6 * lora + 6 * c.num_hidden_layers * att * sum(t * (t + 1) for t in lengths) / sum(lengths)
+
+def lora_weights(model, r:int, # the adapters' rank
+                 targets:list|None=None, # names of the linear layers adapted; None: peft's default for the architecture
+                ) -> int:
+    "Weights of rank-`r` LoRA adapters (A and B) on `model`'s linear layers named in `targets`, counted without building them."
+    if targets is None:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as defaults
+        targets = defaults[model.config.model_type]
+    return sum(r * (m.in_features + m.out_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split('.')[-1] in targets)
 
 def matmul_peak(n:int=2048, reps:int=5, device='cpu', dtype=torch.float32) -> float:
     "The machine's matrix-multiply speed in GFLOP/s: the best of `reps` products of two n x n matrices (after a warm-up)."
@@ -112,7 +131,7 @@ def _run_ift(cfg, kw, out) -> dict:
     from ift_nb.train import TrainConfig, train
     m = train(TrainConfig(model=cfg.model, train=str(Path(cfg.output_dir)/'train.jsonl'), template=cfg.template, max_length=cfg.max_length,
                           output_dir=str(out), max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                          logging_steps=1, resume=False, device=cfg.device, optim='adamw_torch', **kw), verbose=False, overwrite=True)
+                          logging_steps=1, resume=False, device=cfg.device, optim='adamw_torch', **kw, **cfg.lora()), verbose=False, overwrite=True)
     return dict(seconds=m['seconds'], real_tokens=m['real_tokens'], padding_fraction=m['padding_fraction'], examples_seen=m['examples_seen'])
 
 def _run_trl(cfg, kw, out) -> dict:
@@ -127,10 +146,14 @@ def _run_trl(cfg, kw, out) -> dict:
                      bf16=use_bf16(dev), fp16=False, use_cpu=dev.type == 'cpu', max_length=cfg.max_length, completion_only_loss=True,
                      packing=kw['packing'], gradient_checkpointing=kw.get('gradient_checkpointing', False),
                      report_to=[], logging_steps=1, save_strategy='no', dataloader_num_workers=0, disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    peft = None
+    if cfg.lora_r:
+        from peft import LoraConfig
+        lk = cfg.lora(); peft = LoraConfig(r=lk['lora_r'], lora_alpha=lk['lora_alpha'], lora_dropout=0.0, target_modules=lk['lora_targets'], task_type='CAUSAL_LM')
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft)
     col = TokenCounter(trainer.data_collator); col.attach(trainer)  # counts the batches TRL trains on
     t0 = time.time(); trainer.train(); secs = time.time() - t0
-    trainer.save_model(str(out)); tok.save_pretrained(str(out))
+    (trainer.model.merge_and_unload() if peft else trainer.model).save_pretrained(str(out)); tok.save_pretrained(str(out))  # merged, as ift_nb saves it
     return dict(seconds=round(secs, 3), real_tokens=col.real, padding_fraction=col.padding_fraction, examples_seen=col.examples)
 
 # %% ../nbs/10_bench.ipynb #331d7f6f
@@ -197,6 +220,32 @@ def bench_labels(model, tok, records:list, labels:list[str], template='zh', batc
                                                     accuracy=None, not_a_label=0)
     return res
 
+# %% ../nbs/10_bench.ipynb #a2cc2a59
+def bench_generation(model, tok, records:list, # prompts to answer
+                     template='zh', # the template the prompts are written in
+                     new_tokens:int=32, # tokens generated for every prompt (no early stop: every way does the same work)
+                     batch_size:int=16, # prompts per batch
+                    ) -> dict:
+    "New tokens per second of greedy generation with the KV cache: ift_nb's `generate` against transformers' `pipeline('text-generation')`, unbatched and batched."
+    from transformers import pipeline
+    texts = [prompt_text(r, tok, template) for r in records]
+    fixed = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    side = tok.padding_side; tok.padding_side = 'left'  # what batched generation needs; restored below
+    pipe = pipeline('text-generation', model=model, tokenizer=tok)
+    run_pipe = lambda ts, **kw: [o[0]['generated_text'] for o in pipe(ts, return_full_text=False, **fixed, **kw)]
+    ways = {'ift_nb generate': lambda rs, ts: generate(model, tok, rs, template, new_tokens, batch_size, None, progress=False, min_new_tokens=new_tokens),
+            'pipeline, one prompt at a time': lambda rs, ts: run_pipe(ts),
+            f'pipeline, batches of {batch_size}': lambda rs, ts: run_pipe(ts, batch_size=batch_size)}
+    res, outs = {}, {}
+    try:
+        for name, f in ways.items():
+            f(records[:2], texts[:2])  # warm-up
+            t = time.perf_counter(); outs[name] = f(records, texts); secs = time.perf_counter() - t
+            res[name] = dict(tokens_per_second=len(records) * new_tokens / secs, examples_per_second=len(records) / secs)
+    finally: tok.padding_side = side
+    for k in res: res[k]['same_as_ift_nb'] = sum(a.strip() == b.strip() for a, b in zip(outs[k], outs['ift_nb generate'])) / len(records)
+    return res
+
 # %% ../nbs/10_bench.ipynb #7c3681dc
 def machine() -> str:
     "The machine in words: CPU model and cores, torch threads, the GPU if there is one."
@@ -221,9 +270,11 @@ def _run_bench(cfg:BenchConfig, verbose:bool) -> dict:
     tok, model = load_tokenizer(path), load_model(path, device='cpu', dtype=torch.float32)
     encs = [encode(r, tok, cfg.template, None) for r in load_records(out/'train.jsonl')]
     lengths = [len(e['input_ids']) for e in encs]
-    fpt = flops_per_token(model, lengths, scored=sum(sum(l != IGNORE_INDEX for l in e['labels'][1:]) for e in encs) / sum(lengths))
+    lora = lora_weights(model, cfg.lora_r, cfg.lora_targets) if cfg.lora_r else 0
+    fpt = flops_per_token(model, lengths, lora=lora,
+                          scored=sum(sum(l != IGNORE_INDEX for l in e['labels'][1:]) for e in encs) / sum(lengths))
     res = dict(machine=machine(), device=str(dev), matmul_peak_gflops=peak, flops_per_token=fpt, data=info, config=asdict(cfg), systems={}, skipped={})
-    if verbose: print(f"{res['machine']}\n{'bf16' if use_bf16(dev) else 'fp32'} matmul peak {peak:.0f} GFLOP/s; model {cfg.model}: {fpt / 1e6:.1f} MFLOP per real token; "
+    if verbose: print(f"{res['machine']}\n{'bf16' if use_bf16(dev) else 'fp32'} matmul peak {peak:.0f} GFLOP/s; model {cfg.model}" + (f" with LoRA r {cfg.lora_r} ({lora / 1e6:.2f}M weights)" if lora else '') + f": {fpt / 1e6:.1f} MFLOP per real token; "
                       f"{info['train']} training records ({info['too_long']} of {info['records']} left out, longer than {cfg.max_length} tokens), {info['eval']} held out")
     for s in cfg.systems:
         if s in TRL_SYSTEMS and importlib.util.find_spec('trl') is None:

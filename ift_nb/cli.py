@@ -251,6 +251,8 @@ def _add_bench(sub):
     b.add_argument('--seed', type=int, default=0)
     b.add_argument('--systems', default=None, help="comma-separated systems (default: all but 'TRL checkpointed')")
     b.add_argument('--labels', default=None, help='comma-separated labels: also compare label scoring with generate-and-parse')
+    b.add_argument('--lora-r', type=int, default=None, help='every system trains LoRA adapters of this rank (alpha 2 x rank) instead of every weight')
+    b.add_argument('--lora-targets', default=None, help="comma-separated module names LoRA adapts (default: peft's for the model)")
     b.add_argument('--device', default='cpu', help="cpu, cuda, or auto")
     b.add_argument('--output-dir', default='runs/bench')
     b.set_defaults(func=cmd_bench)
@@ -277,7 +279,8 @@ def cmd_bench(a):
     from ift_nb.bench import BenchConfig, SYSTEMS, run_bench  # imported here: `ift_nb train` does not need it
     cfg = BenchConfig(model=a.model, train=a.data, n_train=a.n_train, n_eval=a.n_eval, steps=a.steps, batch_size=a.batch_size,
                       max_length=a.max_length, lr=a.lr, template=a.template, seed=a.seed, systems=_labels(a.systems) or list(SYSTEMS),
-                      labels=_labels(a.labels), output_dir=a.output_dir, device=None if a.device == 'auto' else a.device)
+                      labels=_labels(a.labels), lora_r=a.lora_r, lora_targets=_labels(a.lora_targets), output_dir=a.output_dir,
+                      device=None if a.device == 'auto' else a.device)
     run_bench(cfg)
     print(f"results: {Path(a.output_dir)/'results.json'}")
     return 0

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['StepError', 'keep_text', 'split_list', 'Step', 'Trace', 'save_traces', 'load_traces', 'Chain', 'load_adapters',
-           'step_records', 'multitask_records', 'join_csl', 'keyword_f1']
+           'step_records', 'multitask_records', 'join_csl', 'keyword_f1', 'keyword_coverage', 'repeated_ngrams',
+           'paired_bootstrap']
 
 # %% ../nbs/07_decompose.ipynb #2ac6947b
-import json, string
+import json, random, statistics, string
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -186,3 +187,22 @@ def keyword_f1(pred:list[str], gold:list[str]) -> float:
     p, g = {x.strip() for x in pred}, {x.strip() for x in gold}
     tp = len(p & g)
     return 0.0 if tp == 0 else 2 * tp / (len(p) + len(g))
+
+# %% ../nbs/07_decompose.ipynb #648582fd
+def keyword_coverage(text:str, # a generated text
+                     keywords:list[str], # the keywords it should contain
+                    ) -> float:
+    "Share of `keywords` that occur in `text` verbatim."
+    return sum(k.strip() in text for k in keywords) / len(keywords) if keywords else 0.0
+
+def repeated_ngrams(text:str, n:int=4) -> float:
+    "Share of the character n-grams of `text` that repeat an earlier one: 0 for none, near 1 for a loop."
+    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+def paired_bootstrap(x:list, y:list, # paired scores of two systems on the same items
+                     n:int=2000, seed:int=0) -> tuple:
+    "Mean of y - x and its 95% bootstrap interval (items resampled with replacement)."
+    d, rng = [b - a for a, b in zip(x, y, strict=True)], random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(d, k=len(d))) for _ in range(n))
+    return statistics.fmean(d), means[int(0.025 * n)], means[int(0.975 * n) - 1]

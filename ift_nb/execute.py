@@ -172,9 +172,9 @@ def score_labels_shared(model, tok, records:list, # what to classify
         idx = [rest[j] for j in k]
         ps, xs = [split[i][0] for i in idx], [split[i][1] for i in idx]
         ids, pos, mask = answers_batch(ps, xs, tok.pad_token_id)
-        K = max(sum(map(len, x)) for x in xs) + 1  # the last prompt token and the answers
-        lp = model(input_ids=ids.to(dev), position_ids=pos.to(dev), attention_mask=mask.to(dev), logits_to_keep=K).logits.float().log_softmax(-1).cpu()
-        L = ids.shape[1]
+        K, L = max(sum(map(len, x)) for x in xs) + 1, ids.shape[1]  # the last prompt token and the answers
+        keep = torch.arange(L - K, L, device=dev)  # as positions, not `K`: the output layer then gets a contiguous copy, not a strided view
+        lp = model(input_ids=ids.to(dev), position_ids=pos.to(dev), attention_mask=mask.to(dev), logits_to_keep=keep).logits.float().log_softmax(-1).cpu()
         for b, x in enumerate(xs):
             s = p = L - sum(map(len, x))  # where the first answer starts
             for j, a in enumerate(x):

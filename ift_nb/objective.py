@@ -27,15 +27,16 @@ def count_supervised(labels:torch.Tensor, # (batch, seq) labels aligned with the
     return (labels[:, 1:] != ignore_index).sum()
 
 # %% ../nbs/01_objective.ipynb #48401288
-def answer_loss(logits:torch.Tensor, # (batch, seq, vocab) model outputs; or (batch, len(positions), vocab)
+def answer_loss(logits:torch.Tensor, # (batch, seq, vocab) model outputs; or (positions.sum(), vocab), the rows kept by `positions`
                 labels:torch.Tensor, # (batch, seq) input ids with prompt and padding set to `ignore_index`
                 num_items_in_batch:int|torch.Tensor|None=None, # supervised tokens in the whole (accumulated) batch; None: this batch's
                 ignore_index:int=IGNORE_INDEX, # the label of unscored positions
-                positions:torch.Tensor|None=None, # the positions `logits` were computed at (see `answer_positions`); None: every position
+                positions:torch.Tensor|None=None, # (batch, seq) mask of the (row, position) pairs `logits` were computed at (`answer_positions`); None: all
                ) -> torch.Tensor:
     "Cross-entropy summed over answer tokens, divided by the number of answer tokens in the whole batch."
-    tgt = shift_labels(labels, ignore_index) if positions is None else labels[:, positions + 1]
-    total = F.cross_entropy(logits.float().flatten(0, 1), tgt.flatten(), ignore_index=ignore_index, reduction='sum')
+    tgt = shift_labels(labels, ignore_index)
+    if positions is not None: tgt = tgt[positions]
+    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.flatten(), ignore_index=ignore_index, reduction='sum')
     n = count_supervised(labels, ignore_index) if num_items_in_batch is None else num_items_in_batch
     if torch.is_tensor(n): n = n.to(total.device)
     return total / n  # 0/0 = nan when a batch has no answer token: a data bug we want to see
@@ -53,16 +54,16 @@ def sequence_nll(logits:torch.Tensor, # (batch, seq, vocab) model outputs
 def answer_positions(labels:torch.Tensor, # (batch, seq) labels, IGNORE_INDEX where not scored
                      ignore_index:int=IGNORE_INDEX, # the label of unscored positions
                     ) -> torch.Tensor:
-    "Positions whose logits predict a scored token in at least one row of the batch: the only logits the answer loss needs."
-    return (labels[:, 1:] != ignore_index).any(0).nonzero().squeeze(1)
+    "(batch, seq) mask of the (row, position) pairs whose logits predict a scored token: the only logits the answer loss needs."
+    return F.pad(labels[:, 1:] != ignore_index, (0, 1), value=False)
 
-def answer_loss_at(logits:torch.Tensor, # (batch, seq, vocab), or only at `answer_positions(labels)`
+def answer_loss_at(logits:torch.Tensor, # (batch, seq, vocab), or (rows, vocab): only at `answer_positions(labels)`
                    labels:torch.Tensor, # (batch, seq) labels, `ignore_index` where not scored
                    num_items_in_batch=None, # as in `answer_loss`
                    ignore_index:int=IGNORE_INDEX, # the label of unscored positions
                   ) -> torch.Tensor:
     "`answer_loss` from full logits or from the logits at `answer_positions(labels)` only."
-    full = logits.shape[1] == labels.shape[1]
+    full = logits.ndim == 3 and logits.shape[:2] == labels.shape
     return answer_loss(logits, labels, num_items_in_batch, ignore_index, None if full else answer_positions(labels, ignore_index))
 
 def keeps_logits(model) -> bool:

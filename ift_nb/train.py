@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'add_lora', 'prepare_data', 'token_accuracy', 'IFTTrainer', 'training_args', 'TokenCounter',
            'checkpoint_problem', 'resume_point', 'last_checkpoint', 'last_good_checkpoint', 'finished_run', 'train',
-           'plot_history', 'train_or_reuse', 'learning_gain']
+           'plot_history', 'train_or_reuse', 'cached', 'learning_gain']
 
 # %% ../nbs/05_train.ipynb #f41127a1
 import json, os, shutil, sys, time, warnings, zipfile
@@ -470,6 +470,16 @@ def train_or_reuse(cfg:TrainConfig, # the run's config; its output_dir holds the
                   ) -> dict:
     "`train(cfg)` quietly, unless `reuse` and `cfg.output_dir` holds a finished run of `cfg`: then its metrics."
     return (reuse and finished_run(cfg.output_dir, cfg)) or train(cfg, verbose=False, overwrite=not reuse)
+
+# %% ../nbs/05_train.ipynb #6bf2e212
+def cached(path, # the JSON file that keeps the result
+           fn, # computes the result (JSON-serialisable) when the file is not there
+          ):
+    "`fn()`'s result, computed once and kept as JSON in `path`."
+    p = Path(path)
+    if p.exists(): return json.loads(p.read_text(encoding='utf-8'))
+    res = fn(); p.parent.mkdir(parents=True, exist_ok=True); write_atomic(p, json.dumps(res, ensure_ascii=False))
+    return json.loads(json.dumps(res, ensure_ascii=False))  # the same types as a later read (tuples become lists)
 
 # %% ../nbs/05_train.ipynb #09b01e16
 def learning_gain(cfg:TrainConfig, # a classification run: with `eval` and `labels`
