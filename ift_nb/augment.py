@@ -114,7 +114,8 @@ NEGATIONS = dict(zh=tuple('不没别无非未莫勿否甭'),
 _CJK = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
 _EN_PIECES = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*|\d+|\s+|[^\w\s]|\w+")
 
-def text_lang(text:str) -> str:
+def text_lang(text:str, # the text to classify
+             ) -> str:
     "'zh' for text with Chinese characters, else 'en'."
     return 'zh' if _CJK.search(text) else 'en'
 
@@ -126,7 +127,9 @@ def _jieba():
     jieba.setLogLevel(logging.WARNING)
     return jieba.Tokenizer()  # our own: words we look up never change the global jieba dictionary
 
-def words(text:str, lang:str|None=None) -> list[str]:
+def words(text:str, # the text to cut
+          lang:str|None=None, # 'zh' or 'en'; None: `text_lang(text)`
+         ) -> list[str]:
     "`text` cut into pieces that join back to it exactly: jieba words for Chinese; words, spaces and punctuation for English."
     lang = lang or text_lang(text)
     ps = _jieba().lcut(text) if lang == 'zh' else _EN_PIECES.findall(text)
@@ -143,7 +146,10 @@ def _protected_re(lang, keep:tuple) -> re.Pattern:
     ws = sorted({re.escape(w) for w in (*NEGATIONS['en'], *keep) if w and w != "n't"}, key=len, reverse=True)
     return re.compile(r"\w+n't\b|\b(?:" + '|'.join(ws) + r")\b", re.IGNORECASE)
 
-def protected_spans(text:str, lang:str|None=None, keep:tuple=()) -> Counter:
+def protected_spans(text:str, # the text to search
+                    lang:str|None=None, # 'zh' or 'en'; None: `text_lang(text)`
+                    keep:tuple=(), # words to protect besides the negations (e.g. the labels)
+                   ) -> Counter:
     "The protected spans of `text` (negations and `keep` words), counted; an edit must leave this unchanged."
     lang = lang or text_lang(text)
     return Counter(m.group().lower() for m in _protected_re(lang, tuple(keep)).finditer(text))
@@ -371,7 +377,9 @@ def __call__(self:Augmenter, records, # the records to augment
 
 # %% ../nbs/03_augment.ipynb #ba281c15
 def augment_dataset(ds:datasets.Dataset, # a Dataset with Record columns (see `to_dataset`)
-                    aug:Augmenter, batch_size:int=256) -> datasets.Dataset:
+                    aug:Augmenter, # the `Augmenter` that makes the variants
+                    batch_size:int=256, # rows per `map` batch
+                   ) -> datasets.Dataset:
     "Each row followed by its variants (batched `map`), duplicates dropped as in `Augmenter.__call__`."
     show_progress()
     def fn(batch, idxs):

@@ -31,12 +31,14 @@ def get_device(device:str|torch.device|None=None, # "cpu", "cuda", "cuda:1"...; 
     if device is not None: return torch.device(device)
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
-def use_bf16(device=None) -> bool:
+def use_bf16(device=None, # None: `get_device()` (CUDA when available)
+            ) -> bool:
     "True when training should use bf16 autocast: a CUDA device that supports bf16 (never on CPU)."
     d = get_device(device)
     return d.type == 'cuda' and torch.cuda.is_bf16_supported()
 
-def default_dtype(device=None) -> torch.dtype:
+def default_dtype(device=None, # None: `get_device()` (CUDA when available)
+                 ) -> torch.dtype:
     "The dtype to load weights in for inference: bf16 on a bf16-capable GPU, else fp32."
     return torch.bfloat16 if use_bf16(device) else torch.float32
 
@@ -159,7 +161,8 @@ def small_config(size:str='tiny', # a key of `MODEL_SIZES`
                           n_inner=s['mlp'], n_positions=max_positions, tie_word_embeddings=True, **ids)
     raise ValueError(f"unknown arch {arch!r}: use 'llama' or 'gpt2'")
 
-def count_params(model) -> int:
+def count_params(model, # a torch module
+                ) -> int:
     "Number of distinct parameters (tied weights counted once)."
     return sum(p.numel() for p in model.parameters())
 
@@ -189,13 +192,20 @@ def load_model(name_or_path:str|Path, # hub name or local folder
         raise OSError(f"{name_or_path}: no such local folder, and the hub could not provide it ({str(e).splitlines()[0]})") from None
     return model.to(device)
 
-def load_base(name_or_path, device=None, dtype=None, trust_remote_code=False):
+def load_base(name_or_path, # hub name or local folder
+              device=None, # where to put the model; None: `get_device()`
+              dtype=None, # None: fp32; `default_dtype(device)` for inference
+              trust_remote_code=False, # run code shipped with the checkpoint? off by default
+             ):
     "Load a model and its tokenizer from one name or folder."
     return (load_model(name_or_path, device, dtype, trust_remote_code),
             load_tokenizer(name_or_path, trust_remote_code=trust_remote_code))
 
 # %% ../nbs/00_base.ipynb #72c2db1b
-def lm_blocks(texts:list[str], tok, block_size:int=128) -> torch.Tensor:
+def lm_blocks(texts:list[str], # the corpus
+              tok, # a tokenizer with an EOS token
+              block_size:int=128, # tokens per row
+             ) -> torch.Tensor:
     "Token ids of `texts` joined by EOS, cut into full rows of `block_size`."
     ids = []
     for enc in tok(texts, add_special_tokens=False).input_ids: ids += enc + [tok.eos_token_id]
@@ -225,7 +235,8 @@ def trainer_args(output_dir, # where the `Trainer` may write
                                      report_to=[], dataloader_num_workers=0, use_cpu=d.type == 'cpu', bf16=use_bf16(d),
                                      disable_tqdm=not show_progress()) | kw))
 
-def quiet(trainer:Trainer) -> Trainer:
+def quiet(trainer:Trainer, # a Hugging Face `Trainer`
+         ) -> Trainer:
     "`trainer` without its printed per-step logs when progress is off."
     if not show_progress(): trainer.remove_callback(PrinterCallback)
     return trainer
@@ -291,7 +302,8 @@ def _corpus_hash(texts):
     for t in texts: h.update(t.encode('utf-8')); h.update(b'\0')
     return h.hexdigest()[:16]
 
-def base_model_key(corpus='auto', **kw) -> str:
+def base_model_key(corpus='auto', # "auto", "shared", "embedded", or a list of texts
+                   **kw) -> str:
     "The cache key of `base_model_path(corpus=corpus, **kw)`."
     texts = base_corpus(corpus) if isinstance(corpus, str) else corpus
     spec = dict(version=CACHE_VERSION, corpus=_corpus_hash(texts), **kw)
@@ -302,7 +314,11 @@ def base_model_path(size:str='tiny', # a key of `MODEL_SIZES`
                     corpus:str|list='embedded', # "auto", "shared", "embedded", or a list of texts
                     arch:str='llama', # "llama" or "gpt2"
                     steps:int=400, # pre-training steps
-                    vocab_size:int=2000, block_size:int=64, batch_size:int=16, lr:float=2e-3, seed:int=0,
+                    vocab_size:int=2000, # vocabulary size of the tokenizer trained on the corpus
+                    block_size:int=64, # tokens per training row
+                    batch_size:int=16, # rows per step
+                    lr:float=2e-3, # peak learning rate
+                    seed:int=0, # seed for weights and data order
                     force:bool=False, # retrain even if cached
                    ) -> Path:
     "Folder of the cached base model for these settings, pre-training it first if needed."
@@ -319,7 +335,8 @@ def base_model_path(size:str='tiny', # a key of `MODEL_SIZES`
         (tmp/'pretrain.json').write_text(json.dumps(info, indent=1))
     return atomic_dir(dest, write)
 
-def pretrain_info(path) -> dict:
+def pretrain_info(path, # a model folder written by `base_model_path` (it holds pretrain.json)
+                 ) -> dict:
     "What the pre-training run that made the model at `path` recorded (time, loss curve...)."
     return json.loads((Path(path)/'pretrain.json').read_text())
 
@@ -330,14 +347,18 @@ BASE_PRESETS = {
     'small-shared': dict(size='small', corpus='shared', vocab_size=6000, block_size=128, batch_size=16, steps=3000, lr=1e-3),
 }
 
-def preset_path(name:str='tiny') -> Path:
+def preset_path(name:str='tiny', # a key of `BASE_PRESETS`
+               ) -> Path:
     "Folder of the cached base model of preset `name` (pre-trained on first use)."
     if name not in BASE_PRESETS: raise ValueError(f"unknown base preset {name!r}; choose from {list(BASE_PRESETS)}")
     return base_model_path(**BASE_PRESETS[name])
 
 # %% ../nbs/00_base.ipynb #ad680194
 @torch.no_grad()
-def text_nll(model, tok, text:str) -> float:
+def text_nll(model, # a causal LM
+             tok, # its tokenizer
+             text:str, # the text to score (no special tokens added)
+            ) -> float:
     "Mean next-token negative log-likelihood of `text` under `model` (nats per token)."
     ids = torch.tensor([tok(text, add_special_tokens=False).input_ids], device=model.device)
     return model(input_ids=ids, labels=ids).loss.item()
@@ -435,7 +456,10 @@ def resolve_model(spec:str # "base[:PRESET]", a key of `NAMED_BASES` (e.g. "gemm
 
 # %% ../nbs/00_base.ipynb #13f4f443
 @torch.no_grad()
-def nats_per_char(model, tok, texts:list[str]) -> float:
+def nats_per_char(model, # a causal LM
+                  tok, # its tokenizer
+                  texts:list[str], # the texts to score
+                 ) -> float:
     "Negative log-likelihood of `texts` under `model`, in nats per character (comparable across tokenizers)."
     total = 0.0
     for t in texts:
@@ -464,7 +488,10 @@ def use_cjk_font() -> str|None:
     return name
 
 # %% ../nbs/00_base.ipynb #69eb996b
-def plot_loss(info:dict, ax=None, label=None):
+def plot_loss(info:dict, # what `pretrain` recorded, e.g. from `pretrain_info`
+              ax=None, # a matplotlib axis; None: a new figure
+              label=None, # legend label; None: ARCH-SIZE
+             ):
     "Plot the pre-training loss curve recorded in `info`."
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(info['loss_steps'], info['losses'], label=label or f"{info['arch']}-{info['size']}")

@@ -79,7 +79,8 @@ RULES |= dict(labels=_labels_problem, template=_template_problem, scheduler=_cho
 
 # %% ../nbs/02a_checks.ipynb #1b476e8e
 def value_problem(name:str, # a field, option or argument name, e.g. "batch_size"
-                  value) -> str|None:
+                  value, # its value; None: not set
+                 ) -> str|None:
     "What is wrong with `value` for `name`; None when nothing is, when `value` is None (not set) or when `name` has no rule."
     rule = RULES.get(name)
     if rule is None or value is None: return None
@@ -101,13 +102,16 @@ def check_values(values:dict, # name -> value; names without a rule and None val
 
 # %% ../nbs/02a_checks.ipynb #8a75d0af
 def check_finite(model, # a torch module
-                 what:str='weights'):
+                 what:str='weights', # what the parameters are called in the error
+                ):
     "Raise `FloatingPointError` when a parameter of `model` holds a NaN or an infinity, naming how many and the first."
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
     if bad: raise FloatingPointError(f"{len(bad)} {what} tensor(s) hold NaN or infinite values (first: {bad[0]})")
 
 def check_references(records:list, # records whose `output` is the reference answer
-                     labels:list[str], source=None):
+                     labels:list[str], # the allowed answers
+                     source=None, # where the records came from, for the error
+                    ):
     "Raise a `DataError` when a record's reference answer is not one of `labels` (a metric against it would be made up)."
     bad = [r for r in records if r.output.strip() not in labels]
     if bad:
@@ -117,7 +121,8 @@ def check_references(records:list, # records whose `output` is the reference ans
 
 # %% ../nbs/02a_checks.ipynb #521314b3
 def writable_dir(path, # the folder (created, with its parents, when missing)
-                 what:str='output folder') -> Path:
+                 what:str='output folder', # what the folder is called in the error
+                ) -> Path:
     "Create folder `path` if needed and prove that it takes a file, before any work goes into it."
     p = Path(path)
     probe = p/f'.write-test-{os.getpid()}'
@@ -128,7 +133,8 @@ def writable_dir(path, # the folder (created, with its parents, when missing)
     return p
 
 def writable_file(path, # a file to be written at the end of the work
-                  what:str='output file') -> Path:
+                  what:str='output file', # what the file is called in the error
+                 ) -> Path:
     "Check before the work that file `path` can be written: not a folder, in a folder that exists and takes a file."
     p = Path(path)
     if p.is_dir(): raise DataError(f"{what} is a folder", p)
@@ -136,7 +142,9 @@ def writable_file(path, # a file to be written at the end of the work
     writable_dir(p.parent, f"the folder of the {what}")
     return p
 
-def write_atomic(path, text:str) -> Path:
+def write_atomic(path, # the file to write (replaced if it exists)
+                 text:str, # its whole content
+                ) -> Path:
     "Write `text` (UTF-8) to `path` whole: into a temporary file beside it, then renamed over it."
     p = Path(path); tmp = p.with_name(f'.{p.name}.tmp-{os.getpid()}')
     try:

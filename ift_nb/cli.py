@@ -26,7 +26,8 @@ def _corpus_arg(s):
     try: return [l.strip() for l in p.read_text(encoding='utf-8').splitlines() if l.strip()]
     except UnicodeDecodeError: raise DataError("not UTF-8 text", p) from None
 
-def cmd_pretrain(a):
+def cmd_pretrain(a, # the parsed command-line arguments
+                ):
     "Pre-train (or load from the cache) a small base model and print what it measured."
     kw = {k: v for k, v in dict(steps=a.steps, vocab_size=a.vocab_size, block_size=a.block_size).items() if v is not None}
     path = base_model_path(a.size, _corpus_arg(a.corpus), arch=a.arch, force=a.force, **kw)
@@ -42,7 +43,8 @@ def cmd_pretrain(a):
         print('sample:', tok.decode(out[0], skip_special_tokens=True))
     return 0
 
-def cmd_check(a):
+def cmd_check(a, # the parsed command-line arguments
+             ):
     "Load and validate a data file; with a tokenizer, also tokenise it and report truncation."
     recs = load_records(a.file, instruction=a.instruction, labels=_labels(a.labels),
                         strict=not a.lenient, verbose=False)
@@ -62,7 +64,8 @@ def _table(rows:list[tuple], head=('metric', 'value')) -> str:
     line = lambda r: '  '.join(c.ljust(w[i]) for i, c in enumerate(r))
     return '\n'.join([line(rows[0]), '  '.join('-' * x for x in w)] + [line(r) for r in rows[1:]])
 
-def cmd_train(a):
+def cmd_train(a, # the parsed command-line arguments
+             ):
     "Run `train` on a YAML config and print the final metrics."
     overrides = {}
     for kv in a.set or []:
@@ -104,7 +107,8 @@ def _line(r:Record, i:int) -> int:
     except (AttributeError, ValueError, IndexError): return i + 1
 
 # %% ../nbs/11_cli.ipynb #75a82ff5
-def cmd_eval(a):
+def cmd_eval(a, # the parsed command-line arguments
+            ):
     "Measure a model on a data set and print a metrics table."
     if a.out: writable_file(a.out, '--out')
     recs, labels = _eval_records(a), _labels(a.labels)  # the data before the model: a data error costs no model load
@@ -121,7 +125,8 @@ def cmd_eval(a):
     return 0
 
 # %% ../nbs/11_cli.ipynb #cf62b116
-def cmd_predict(a):
+def cmd_predict(a, # the parsed command-line arguments
+               ):
     "Answer every record of a data set (rows need no answer): one JSON line each, with the line it came from, to --out or stdout (reports go to stderr)."
     if a.out: writable_file(a.out, '--out')
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the predictions and nothing else
@@ -159,7 +164,8 @@ def _measure(model, tok, tests):
 def demo(output_dir='runs/demo', # where the data split, the model and demo.json go
          model:str=DEMO_MODEL, # a key of `DEMO_RECIPES` or any model spec (then the `base` recipe's settings)
          epochs:float|None=None, # override the recipe's epochs
-         seed:int=0) -> int:
+         seed:int=0, # seed of the train/held-out split and of training
+        ) -> int:
     "Base model -> measure -> IFT -> measure, on the embedded data; prints before/after."
     out = Path(output_dir); (out/'data').mkdir(parents=True, exist_ok=True)
     train_recs, tests = [], []
@@ -274,7 +280,8 @@ def parser() -> argparse.ArgumentParser:
     for add in (_add_pretrain, _add_check, _add_train, _add_eval_predict, _add_bench, _add_demo): add(sub)
     return p
 
-def cmd_bench(a):
+def cmd_bench(a, # the parsed command-line arguments
+             ):
     "Train the same model with every system in its own process and print speed, padding, memory, MFU and held-out loss (`run_bench`)."
     from ift_nb.bench import BenchConfig, SYSTEMS, run_bench  # imported here: `ift_nb train` does not need it
     cfg = BenchConfig(model=a.model, train=a.data, n_train=a.n_train, n_eval=a.n_eval, steps=a.steps, batch_size=a.batch_size,
@@ -285,12 +292,14 @@ def cmd_bench(a):
     print(f"results: {Path(a.output_dir)/'results.json'}")
     return 0
 
-def cmd_demo(a):
+def cmd_demo(a, # the parsed command-line arguments
+            ):
     "Embedded default end to end: base model zero-shot, IFT on 80% of the sentiment and summarization examples, measured on the rest."
     return demo(a.output_dir, a.model, a.epochs)
 
 # %% ../nbs/11_cli.ipynb #20ff6dc6
-def main(argv:list[str]|None=None) -> int:
+def main(argv:list[str]|None=None, # the arguments after the command name; None: `sys.argv[1:]`
+        ) -> int:
     "Entry point of the `ift_nb` command: every error ends in one line on stderr (the traceback too with --debug or IFT_NB_DEBUG=1); exit status 2 for bad input, 1 for a failure."
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv or bool(os.environ.get('IFT_NB_DEBUG'))
@@ -311,7 +320,8 @@ def main(argv:list[str]|None=None) -> int:
 _FAILED = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}  # the work failed, whatever the input
 _TOLD = (DataError, FloatingPointError, BaseModelError)  # their message says all: no type, no place
 
-def exit_code(e:BaseException) -> int:
+def exit_code(e:BaseException, # the error
+             ) -> int:
     "2 when the input was bad (a value, an option, a file or model that is not there), 1 when the work failed (a full disk, memory, a bug)."
     if isinstance(e, OSError) and e.errno in _FAILED: return 1
     return 2 if isinstance(e, (ValueError, KeyError, ImportError, FloatingPointError, OSError)) else 1
@@ -324,7 +334,9 @@ def _where(e:BaseException) -> str:
     at = lambda f: f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} in {f.name}"
     return f"raised at {at(tb[-1])}" + (f", from {at(ours[-1])}" if ours and ours[-1] is not tb[-1] else '')
 
-def error_line(cmd:str, e:BaseException) -> str:
+def error_line(cmd:str, # the subcommand, e.g. 'train'
+               e:BaseException, # the error
+              ) -> str:
     "One line for any error: the command, what failed in the error's own words, and for an unexpected kind its type and place."
     msg = ' '.join(str(e).split()) or repr(e)
     if len(msg) > 1500: msg = msg[:1500] + ' ...'

@@ -170,7 +170,8 @@ def _from_chat(msgs, key, path, line):
 
 # %% ../nbs/02_data.ipynb #c9b2f437
 def parse_row(row:dict, # one row of a data file
-              path=None, line=None, # where it came from, for errors
+              path=None, # the file it came from, for errors
+              line=None, # its line in that file, for errors
               columns:dict|None=None, # our field name -> the row's key, e.g. {'output': 'response'}
               instruction:str|None=None, # fixed instruction for rows that have none
               labels=None, # allowed answers (after `label_map`); None: any
@@ -260,7 +261,10 @@ SHARED = {  # name: (file, load_records keyword arguments)
 }
 
 def load_shared(name:str, # a key of `SHARED`, e.g. "chnsenticorp_dev"
-                strict:bool=True, limit:int|None=None, data_dir=None) -> RecordList:
+                strict:bool=True, # raise on the first bad row; else skip, count and report
+                limit:int|None=None, # stop after this many good records; None: all
+                data_dir=None, # the shared data folder; None: `shared_data_dir()`
+               ) -> RecordList:
     "Load one of the shared real data sets by name."
     if name not in SHARED: raise KeyError(f"unknown shared data set {name!r}; choose from {sorted(SHARED)}")
     rel, kw = SHARED[name]
@@ -286,7 +290,9 @@ def load_embedded(task:str='sentiment', # "sentiment" or "summarization"
 
 # %% ../nbs/02_data.ipynb #e72bd6cd
 def load_data(spec:str, # "embedded:TASK[:LANG]", "shared:NAME" or a file path
-              strict:bool=True, limit:int|None=None, **kwargs) -> RecordList:
+              strict:bool=True, # raise on the first bad row; else skip, count and report
+              limit:int|None=None, # at most this many records; None: all
+              **kwargs) -> RecordList:
     "Load records from a data spec string."
     kind, _, rest = str(spec).partition(':')
     if kind == 'embedded':
@@ -301,7 +307,10 @@ def load_data(spec:str, # "embedded:TASK[:LANG]", "shared:NAME" or a file path
 
 def _key(r): return ''.join((r.instruction + '\n' + r.input).split())
 
-def drop_overlap(train:list[Record], held_out:list[Record], verbose:bool=True) -> RecordList:
+def drop_overlap(train:list[Record], # training records
+                 held_out:list[Record], # the held-out (eval) records
+                 verbose:bool=True, # print how many were dropped
+                ) -> RecordList:
     "`train` without the records whose instruction and input (white space ignored) also occur in `held_out`."
     keys = {_key(r) for r in held_out}
     out = RecordList(r for r in train if _key(r) not in keys)
@@ -309,7 +318,11 @@ def drop_overlap(train:list[Record], held_out:list[Record], verbose:bool=True) -
     if verbose and len(out) < len(train): print(f"dropped {len(train) - len(out)} training records that also occur in the held-out set")
     return out
 
-def split_records(recs:list[Record], frac:float=0.2, seed:int=0, by=lambda r: r.output) -> tuple[RecordList, RecordList]:
+def split_records(recs:list[Record], # the records to split
+                  frac:float=0.2, # fraction of each group held out
+                  seed:int=0, # seed of the shuffle
+                  by=lambda r: r.output, # a record's group for stratification
+                 ) -> tuple[RecordList, RecordList]:
     "A reproducible (train, held-out) split, stratified by `by` (the answer, i.e. the label, by default)."
     rng, groups = random.Random(seed), {}
     for r in recs: groups.setdefault(by(r), []).append(r)
@@ -320,7 +333,9 @@ def split_records(recs:list[Record], frac:float=0.2, seed:int=0, by=lambda r: r.
     return tr, te
 
 # %% ../nbs/02_data.ipynb #ea047806
-def save_records(recs:list[Record], path) -> Path:
+def save_records(recs:list[Record], # the records to write
+                 path, # the JSONL file (its folder is created)
+                ) -> Path:
     "Write records as Alpaca-format JSONL (with system and history when present), the form `load_records` reads back."
     def row(r):
         d = dict(instruction=r.instruction, input=r.input, output=r.output)
@@ -373,7 +388,8 @@ TEMPLATES = {t.name: t for t in [
                    '### Instruction:\n{instruction}\n\n### Response:\n{output}'),
     ChatTemplate('chat')]}
 
-def get_template(t) -> PromptTemplate|ChatTemplate:
+def get_template(t, # a name in `TEMPLATES` or a template object (returned as it is)
+                ) -> PromptTemplate|ChatTemplate:
     "A template object from a name in `TEMPLATES` or a template object."
     if isinstance(t, (PromptTemplate, ChatTemplate)): return t
     if t not in TEMPLATES: raise ValueError(f"unknown template {t!r}; choose from {list(TEMPLATES)} or make a PromptTemplate")
@@ -386,7 +402,9 @@ def _tokenize(tok, text):
     enc = tok(text, add_special_tokens=add, return_offsets_mapping=True)
     return enc['input_ids'], enc['offset_mapping']
 
-def prompt_ids(tok, text:str) -> list[int]:
+def prompt_ids(tok, # a Hugging Face (fast) tokenizer
+               text:str, # the prompt, rendered by a template
+              ) -> list[int]:
     "Token ids of a prompt as the model sees it before its answer: like training, minus an EOS the tokenizer appends."
     ids = _tokenize(tok, text)[0]
     if ids and ids[-1] == tok.eos_token_id and not text.endswith(tok.eos_token or '\0'): ids = ids[:-1]
@@ -496,7 +514,8 @@ class Collator:
         return out
 
 # %% ../nbs/02_data.ipynb #12582948
-def to_dataset(records:list[Record]) -> datasets.Dataset:
+def to_dataset(records:list[Record], # the records
+              ) -> datasets.Dataset:
     "Records as a `datasets.Dataset` (columns instruction, input, output, system, history, source)."
     rows = [asdict(r) for r in records]
     for r in rows: r['system'] = r['system'] or ''; r['source'] = r['source'] or ''
@@ -522,7 +541,7 @@ def tokenize_dataset(data, # list of `Record`s or a `datasets.Dataset` with Reco
                      tok, # the tokenizer
                      template='zh', # a name in `TEMPLATES` or a template object
                      max_length:int|None=512, # longest example in tokens
-                     add_eos:bool=True,
+                     add_eos:bool=True, # append (and supervise) EOS after a single-turn answer
                      strict:bool=False, # raise on a row whose answer cannot fit, instead of skipping it
                      num_proc:int|None=None, # processes for `datasets.map`
                      verbose:bool=True, # print the report
@@ -569,7 +588,8 @@ def pack_indices(lengths:list[int], # tokens of each example
 
 # %% ../nbs/02_data.ipynb #8857bd6e
 def pack_dataset(ds:datasets.Dataset, # tokenised examples (input_ids, labels), e.g. from `tokenize_dataset`
-                 max_length:int) -> datasets.Dataset:
+                 max_length:int, # most tokens per packed row
+                ) -> datasets.Dataset:
     "Packed rows: input_ids and labels concatenated, the first token of each example unscored, and each example's length in `seq_lens`."
     ids, labels = ds['input_ids'], ds['labels']
     out = dict(input_ids=[], labels=[], seq_lens=[])

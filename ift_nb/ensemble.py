@@ -62,7 +62,8 @@ def fit_weights(scores:torch.Tensor, # (members, examples, labels) on held-out l
 # %% ../nbs/06_ensemble.ipynb #ea136b73
 def expected_calibration_error(probs:torch.Tensor, # (examples, labels)
                                y:torch.Tensor, # (examples,) gold label indices
-                               n_bins:int=15) -> float:
+                               n_bins:int=15, # equal-width confidence bins
+                              ) -> float:
     "Expected calibration error of the predicted label's probability."
     conf, pred = probs.float().max(-1)
     right = (pred == torch.as_tensor(y)).float()
@@ -179,8 +180,14 @@ def train_classifier(records, # labelled `Record`s: the input is read, the outpu
                      model:str|None='base', # base model: "base[:PRESET]", a folder or hub name; None: a fresh model from `config`
                      config=None, # a model config for a fresh model (with `tok`)
                      tok=None, # the tokenizer; None: the base model's
-                     epochs:float=1.0, max_steps:int=-1, batch_size:int=16, lr:float=1e-3, max_length:int=256, seed:int=0,
-                     device:str|None=None) -> ClassifierMember:
+                     epochs:float=1.0, # training epochs
+                     max_steps:int=-1, # stop after this many steps; -1: run the epochs
+                     batch_size:int=16, # examples per step
+                     lr:float=1e-3, # learning rate
+                     max_length:int=256, # inputs cut to this many tokens
+                     seed:int=0, # seed for weights and data order
+                     device:str|None=None, # None: `get_device()`
+                    ) -> ClassifierMember:
     "Fine-tune a sequence classifier on `records` and save it; returns it as an ensemble member."
     set_seed(seed); show_progress()
     labels = list(labels); lab = {l: i for i, l in enumerate(labels)}

@@ -57,14 +57,17 @@ def length_batches(lengths:list[int], # size of each item (e.g. its tokens)
     return tqdm(list(_batches(order, batch_size)), desc=desc, disable=not (show_progress() if progress is None else progress))
 
 # %% ../nbs/04_execute.ipynb #1927325e
-def stop_ids(tok) -> list[int]:
+def stop_ids(tok, # a Hugging Face tokenizer
+            ) -> list[int]:
     "Token ids that end an answer: EOS, and the end-of-turn token of ChatML tokenizers."
     ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
     im_end = tok.convert_tokens_to_ids('<|im_end|>') if '<|im_end|>' in tok.get_vocab() else None
     return ids + ([im_end] if im_end is not None and im_end not in ids else [])
 
 @torch.no_grad()
-def generate(model, tok, records:list[Record], # what to answer
+def generate(model, # a causal LM
+             tok, # its tokenizer
+             records:list[Record], # what to answer
              template='zh', # the template used in training
              max_new_tokens:int=64, # longest answer
              batch_size:int=16, # prompts per batch
@@ -91,7 +94,9 @@ def generate(model, tok, records:list[Record], # what to answer
 
 # %% ../nbs/04_execute.ipynb #8d225b58
 @torch.no_grad()
-def score_labels(model, tok, records:list[Record], # what to classify
+def score_labels(model, # a causal LM
+                 tok, # its tokenizer
+                 records:list[Record], # what to classify
                  labels:list[str], # candidate answers
                  template='zh', # the template used in training
                  max_length:int|None=512, # examples cut as in training
@@ -151,7 +156,9 @@ def answers_batch(prompts:list, # token ids of each prompt
 
 # %% ../nbs/04_execute.ipynb #cba8f3a0
 @torch.no_grad()
-def score_labels_shared(model, tok, records:list, # what to classify
+def score_labels_shared(model, # a causal LM
+                        tok, # its tokenizer
+                        records:list, # what to classify
                         labels:list[str], # candidate answers
                         template='zh', # the template used in training
                         max_length:int|None=512, # examples cut as in training
@@ -185,7 +192,9 @@ def score_labels_shared(model, tok, records:list, # what to classify
     return out
 
 # %% ../nbs/04_execute.ipynb #83cad666
-def classify(model, tok, records, # what to classify
+def classify(model, # a causal LM
+             tok, # its tokenizer
+             records, # what to classify
              labels, # candidate answers
              template='zh', # the template used in training
              one_pass:bool=True, # all labels in one pass per prompt (`score_labels_shared`); False: `score_labels`
@@ -206,7 +215,9 @@ def parse_label(text:str, # a generated answer
     found = [l for l in found if not any(l != o and l in o for o in found)]  # prefer 正面 over 正
     return found[0] if len(found) == 1 else None
 
-def generate_and_parse(model, tok, records, # what to classify
+def generate_and_parse(model, # a causal LM
+                       tok, # its tokenizer
+                       records, # what to classify
                        labels, # the labels an answer may name
                        template='zh', # the template used in training
                        max_new_tokens:int=8, # longest answer
@@ -290,7 +301,9 @@ def load_metric(name:str # "accuracy", "f1" or "rouge"
     return evaluate.load(str(p))
 
 # %% ../nbs/04_execute.ipynb #c8a9c6de
-def evaluate_classification(model, tok, records, # labelled records
+def evaluate_classification(model, # a causal LM
+                            tok, # its tokenizer
+                            records, # labelled records
                             labels, # the label set; every reference answer must be one
                             template='zh', # the template used in training
                             method:str='score', # 'score' (label scoring) or 'generate' (generate-and-parse)
@@ -310,7 +323,9 @@ def evaluate_classification(model, tok, records, # labelled records
                unparsable=unparsable, n=len(records))
     return res | dict(predictions=preds)
 
-def evaluate_generation(model, tok, records, # records with reference answers
+def evaluate_generation(model, # a causal LM
+                        tok, # its tokenizer
+                        records, # records with reference answers
                         template='zh', # the template used in training
                         tokenizer:str='char', # ROUGE's tokenizer: 'char', 'jieba' or 'default'
                         max_new_tokens:int=64, # longest answer
@@ -330,7 +345,8 @@ def plot_confusion(preds, # predicted labels (None: unparsable)
                    refs, # reference labels
                    labels, # the label set, in display order
                    ax=None, # a matplotlib axis; None: a new figure
-                   title=None):
+                   title=None, # the axis title; None: none
+                  ):
     "Confusion matrix (rows: reference, columns: prediction; an 'unparsable' column if needed)."
     use_cjk_font()
     cols = list(labels) + (['unparsable'] if any(p is None for p in preds) else [])

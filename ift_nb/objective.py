@@ -66,7 +66,8 @@ def answer_loss_at(logits:torch.Tensor, # (batch, seq, vocab), or (rows, vocab):
     full = logits.ndim == 3 and logits.shape[:2] == labels.shape
     return answer_loss(logits, labels, num_items_in_batch, ignore_index, None if full else answer_positions(labels, ignore_index))
 
-def keeps_logits(model) -> bool:
+def keeps_logits(model, # a causal LM, or a peft model wrapping one
+                ) -> bool:
     "Whether `model`'s forward takes `logits_to_keep` (the causal LMs of transformers 5; under LoRA, its base model's)."
     m = model.get_base_model() if hasattr(model, 'get_base_model') else model
     return 'logits_to_keep' in inspect.signature(m.forward).parameters

@@ -133,7 +133,9 @@ def to_yaml(self:TrainConfig, path):
     write_atomic(path, yaml.safe_dump(asdict(self), allow_unicode=True, sort_keys=False))
 
 # %% ../nbs/05_train.ipynb #590fd61e
-def add_lora(model, cfg:TrainConfig):
+def add_lora(model, # the causal LM to wrap
+             cfg:TrainConfig, # gives lora_r, lora_alpha, lora_dropout and lora_targets
+            ):
     "Wrap `model` with LoRA adapters (peft)."
     try: from peft import LoraConfig, get_peft_model
     except ImportError: raise ImportError("LoRA needs peft: pip install peft") from None
@@ -141,7 +143,10 @@ def add_lora(model, cfg:TrainConfig):
                     target_modules=cfg.lora_targets)
     return get_peft_model(model, lc)
 
-def prepare_data(cfg:TrainConfig, tok, verbose=True):
+def prepare_data(cfg:TrainConfig, # the run's config (data, template, max_length, augmentation...)
+                 tok, # the model's tokenizer
+                 verbose=True, # print the data reports
+                ):
     "Tokenised train and eval sets, and the eval records (for the task metric)."
     train = load_data(cfg.train, strict=cfg.strict_data)
     ev = load_data(cfg.eval, strict=cfg.strict_data, limit=cfg.limit_eval) if cfg.eval else None
@@ -168,7 +173,8 @@ def _argmax_logits(logits, labels):
     "Keep only each position's argmax during evaluation (not the full logits)."
     return (logits[0] if isinstance(logits, tuple) else logits).argmax(-1)
 
-def token_accuracy(eval_pred) -> dict:
+def token_accuracy(eval_pred, # the `Trainer`'s `EvalPrediction`: predicted token ids and label ids
+                  ) -> dict:
     "Fraction of answer tokens whose argmax prediction is right (predictions shifted against labels)."
     preds, labels = eval_pred.predictions, eval_pred.label_ids
     preds, labels = torch.as_tensor(preds)[:, :-1], torch.as_tensor(labels)[:, 1:]
@@ -309,7 +315,8 @@ def _safetensors_problem(f:Path) -> str|None:
     end = max((v['data_offsets'][1] for k, v in meta.items() if k != '__metadata__'), default=0)
     if size != 8 + n + end: return f"is cut short ({size:,} bytes, its header describes {8 + n + end:,})"
 
-def checkpoint_problem(ck) -> str|None:
+def checkpoint_problem(ck, # a checkpoint folder
+                      ) -> str|None:
     "Why checkpoint folder `ck` cannot be resumed from, or None when it is intact."
     ck = Path(ck)
     try:
@@ -329,7 +336,8 @@ def _checkpoints(out) -> list[Path]:
     return sorted((p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and p.is_dir()),
                   key=lambda p: int(p.name.split('-')[-1]), reverse=True)
 
-def resume_point(out) -> tuple[str|None, list[tuple[str, str]]]:
+def resume_point(out, # an output folder holding checkpoint-N folders
+                ) -> tuple[str|None, list[tuple[str, str]]]:
     "The newest intact checkpoint in `out` (None: none), and (name, why) of every newer one that is not intact."
     skipped = []
     for c in _checkpoints(out):
@@ -337,11 +345,13 @@ def resume_point(out) -> tuple[str|None, list[tuple[str, str]]]:
         skipped.append((c.name, why))
     return None, skipped
 
-def last_checkpoint(out) -> str|None:
+def last_checkpoint(out, # an output folder holding checkpoint-N folders
+                   ) -> str|None:
     "The newest intact checkpoint in `out`; one without trainer_state.json (copied half, or written by another tool) or with a file cut short is skipped."
     return resume_point(out)[0]
 
-def last_good_checkpoint(out) -> str|None:
+def last_good_checkpoint(out, # an output folder holding checkpoint-N folders
+                        ) -> str|None:
     "The newest intact checkpoint whose weights are all finite (a diverging step can leave NaN weights behind before its loss shows it)."
     from safetensors.torch import load_file
     for c in _checkpoints(out):
@@ -355,7 +365,9 @@ def _atomic_save(model, tok, dest:Path):
     tmp.rmdir()
 
 # %% ../nbs/05_train.ipynb #863dd546
-def finished_run(out, cfg:TrainConfig) -> dict|None:
+def finished_run(out, # the run's output folder
+                 cfg:TrainConfig, # the config the run must have been made with
+                ) -> dict|None:
     "The metrics of the finished run in `out` if `cfg` made it (the same fields but `resume` and `output_dir`: a folder may move), else None."
     out = Path(out)
     if not ((out/'metrics.json').is_file() and (out/'ift_config.yaml').is_file() and (any(out.glob('model*.safetensors')) or (out/'adapter_model.safetensors').is_file())): return None
@@ -430,7 +442,7 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool) -> dict:
 
 # %% ../nbs/05_train.ipynb #548b5128
 def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML file
-          verbose:bool=True,
+          verbose:bool=True, # print the data reports and whether a run resumes or is already complete
           overwrite:bool=False, # train again from the start, replacing a finished run or the checkpoints in output_dir
          ) -> dict:
     "Instruction-fine-tune `cfg.model` on `cfg.train`; returns the final metrics (also in output_dir/metrics.json)."
@@ -448,7 +460,9 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
 # %% ../nbs/05_train.ipynb #db5bf8ea
 import matplotlib.pyplot as plt
 
-def plot_history(history:list[dict], ax=None):
+def plot_history(history:list[dict], # the `Trainer`'s log history, e.g. `metrics['history']`
+                 ax=None, # a matplotlib axis; None: a new figure
+                ):
     "Training loss per logging step, and eval loss / task metric where evaluated."
     use_cjk_font()
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
