@@ -66,7 +66,8 @@ def _fits_whole(r, tok, cfg) -> bool:
     e = encode(r, tok, cfg.template, None)
     return e['status'] == 'ok' and len(e['input_ids']) <= cfg.max_length
 
-def prepare_bench(cfg:BenchConfig) -> dict:
+def prepare_bench(cfg:BenchConfig, # the benchmark: data, lengths, output folder
+                 ) -> dict:
     "Write the training records (train.jsonl) and the held-out ones (eval.jsonl) to `output_dir`; returns the counts."
     tok = load_tokenizer(resolve_model(cfg.model))
     recs = load_data(cfg.train)
@@ -82,7 +83,12 @@ def prepare_bench(cfg:BenchConfig) -> dict:
 
 # %% ../nbs/10_bench.ipynb #e04a49c1
 @torch.no_grad()
-def held_out_loss(model, tok, recs:list, template='zh', batch_size:int=16) -> float:
+def held_out_loss(model, # a causal LM
+                  tok, # its tokenizer
+                  recs:list, # held-out records
+                  template='zh', # the prompt template used in training
+                  batch_size:int=16, # records per forward pass
+                 ) -> float:
     "Mean answer-token cross-entropy of `model` on `recs` (every system's final loss, computed alike)."
     model.eval()
     feats = [encode(r, tok, template, None) for r in recs]
@@ -94,7 +100,8 @@ def held_out_loss(model, tok, recs:list, template='zh', batch_size:int=16) -> fl
     return tot / n
 
 # %% ../nbs/10_bench.ipynb #c32aac72
-def flops_per_token(model, lengths:list[int], # real tokens of each training example
+def flops_per_token(model, # the model trained (without LoRA wrappers)
+                    lengths:list[int], # real tokens of each training example
                     scored:float=1.0, # fraction of the real tokens whose next token is scored (the output layer's share)
                     lora:int=0, # LoRA weights trained (0: every weight is trained)
                    ) -> float:
@@ -106,7 +113,8 @@ def flops_per_token(model, lengths:list[int], # real tokens of each training exa
     w = 4 if lora else 6  # frozen weights: forward 2, the gradient of their input 2, none for themselves
     return w * (n - head) + w * head * scored + 6 * lora + 6 * c.num_hidden_layers * att * sum(t * (t + 1) for t in lengths) / sum(lengths)
 
-def lora_weights(model, r:int, # the adapters' rank
+def lora_weights(model, # the model the adapters would go on
+                 r:int, # the adapters' rank
                  targets:list|None=None, # names of the linear layers adapted; None: peft's default for the architecture
                 ) -> int:
     "Weights of rank-`r` LoRA adapters (A and B) on `model`'s linear layers named in `targets`, counted without building them."
@@ -115,7 +123,11 @@ def lora_weights(model, r:int, # the adapters' rank
         targets = defaults[model.config.model_type]
     return sum(r * (m.in_features + m.out_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split('.')[-1] in targets)
 
-def matmul_peak(n:int=2048, reps:int=5, device='cpu', dtype=torch.float32) -> float:
+def matmul_peak(n:int=2048, # the matrices' size
+                reps:int=5, # timed products (the best counts)
+                device='cpu', # where to multiply
+                dtype=torch.float32, # the element type (bf16 where a GPU trains in bf16)
+               ) -> float:
     "The machine's matrix-multiply speed in GFLOP/s: the best of `reps` products of two n x n matrices (after a warm-up)."
     dev = torch.device(device)
     a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
@@ -161,7 +173,9 @@ def _rss_mb() -> float:
     "This process's resident memory now (MiB)."
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
-def run_system(system:str, cfg:BenchConfig) -> dict:
+def run_system(system:str, # a name in `IFT_SYSTEMS` or `TRL_SYSTEMS`
+               cfg:BenchConfig, # the benchmark
+              ) -> dict:
     "Train and measure one system in this process (`run_bench` runs each in a fresh process, so that peak memory is its own)."
     out = Path(cfg.output_dir)/system.replace(' ', '_')
     import datasets, ift_nb.train  # imports are not training memory
@@ -186,7 +200,13 @@ def _child(system:str, cfg_path:str):
 
 # %% ../nbs/10_bench.ipynb #d4fea409
 @torch.no_grad()
-def prompt_pass_rate(model, tok, records:list, template='zh', batch_size:int=32, max_length:int|None=512) -> float:
+def prompt_pass_rate(model, # a causal LM
+                     tok, # its tokenizer
+                     records:list, # the examples whose prompts are read
+                     template='zh', # the prompt template
+                     batch_size:int=32, # prompts per forward pass
+                     max_length:int|None=512, # prompts cut as in training
+                    ) -> float:
     "Examples per second of one forward pass over the prompts alone (left-padded, sorted by length, last logits only), tokenisation excluded."
     model.eval()
     prompts = [encode_prompt(r, tok, template, max_length) for r in records]
@@ -199,7 +219,14 @@ def prompt_pass_rate(model, tok, records:list, template='zh', batch_size:int=32,
     last.float().sum().item()  # waits for a GPU to finish
     return len(records) / (time.perf_counter() - t)
 
-def bench_labels(model, tok, records:list, labels:list[str], template='zh', batch_size:int=32, max_length:int|None=512) -> dict:
+def bench_labels(model, # a fine-tuned causal LM
+                 tok, # its tokenizer
+                 records:list, # held-out examples, answers among `labels`
+                 labels:list[str], # the candidate answers
+                 template='zh', # the prompt template used in training
+                 batch_size:int=32, # prompts per forward pass
+                 max_length:int|None=512, # examples cut as in training
+                ) -> dict:
     "Examples per second and accuracy of three ways to classify `records`: one pass per label, one pass per prompt, generate-and-parse."
     bad = [i for i, r in enumerate(records) if r.output not in labels]
     if bad: raise ValueError(f"{len(bad)} records have an answer outside the labels {labels} (first: record {bad[0]}, output {records[bad[0]].output!r})")
@@ -221,7 +248,9 @@ def bench_labels(model, tok, records:list, labels:list[str], template='zh', batc
     return res
 
 # %% ../nbs/10_bench.ipynb #a2cc2a59
-def bench_generation(model, tok, records:list, # prompts to answer
+def bench_generation(model, # a causal LM
+                     tok, # its tokenizer
+                     records:list, # prompts to answer
                      template='zh', # the template the prompts are written in
                      new_tokens:int=32, # tokens generated for every prompt (no early stop: every way does the same work)
                      batch_size:int=16, # prompts per batch
@@ -256,7 +285,9 @@ def machine() -> str:
     s = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
     return s + (f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else '')
 
-def run_bench(cfg:BenchConfig, verbose:bool=True) -> dict:
+def run_bench(cfg:BenchConfig, # the benchmark
+              verbose:bool=True, # print progress and the table
+             ) -> dict:
     "Train every system of `cfg` in a fresh process of its own and measure it; print the table with the ratios against TRL."
     with OutputLock(writable_dir(cfg.output_dir)): return _run_bench(cfg, verbose)  # one benchmark at a time in a folder
 
@@ -298,7 +329,8 @@ def _run_bench(cfg:BenchConfig, verbose:bool) -> dict:
     return res
 
 # %% ../nbs/10_bench.ipynb #1a004944
-def bench_table(res:dict) -> str:
+def bench_table(res:dict, # what `run_bench` returned (or its results.json)
+               ) -> str:
     "The results of `run_bench` as text: one line per system, ratios against the fastest TRL system; label scoring against generation."
     sy = res['systems']
     trl = max((s for s in sy if s in TRL_SYSTEMS), key=lambda s: sy[s]['real_tokens_per_second'], default=None)

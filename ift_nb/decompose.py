@@ -31,13 +31,15 @@ def _names(t:str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(t) if f is not None]
 
 # %% ../nbs/07_decompose.ipynb #183cfe04
-def keep_text(s:str) -> str:
+def keep_text(s:str, # a generated output
+             ) -> str:
     "The default parser: the stripped text; empty is unparsable."
     s = s.strip()
     if not s: raise ValueError("empty output")
     return s
 
-def split_list(s:str) -> list[str]:
+def split_list(s:str, # a generated list, e.g. keywords
+              ) -> list[str]:
     "A parser for lists such as keywords: items split on 、，,;； and line breaks, stripped, without repeats; empty is unparsable."
     items = [x.strip() for x in s.replace('，', '、').replace(',', '、').replace('；', '、').replace(';', '、').replace('\n', '、').split('、')]
     out = list(dict.fromkeys(x for x in items if x))
@@ -90,13 +92,16 @@ class Trace:
             lines.append(f"  [{s['name']}] {s['instruction'][:60]} -> {s['raw']!r}" + (' (fallback: ' + repr(s['value']) + ')' if s['fallback'] else ''))
         return '\n'.join(lines)
 
-def save_traces(traces:list[Trace], path) -> Path:
+def save_traces(traces:list[Trace], # what `Chain.run` returned
+                path, # the JSON-lines file to write
+               ) -> Path:
     "Traces as JSON lines."
     p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(''.join(json.dumps(asdict(t), ensure_ascii=False) + '\n' for t in traces), encoding='utf-8')
     return p
 
-def load_traces(path) -> list[Trace]:
+def load_traces(path, # a file written by `save_traces`
+               ) -> list[Trace]:
     "Traces saved by `save_traces`; a broken line is an error naming it."
     out = []
     for i, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
@@ -153,7 +158,8 @@ def load_adapters(adapters:dict, # adapter name (as in `Step.adapter`) -> folder
 
 # %% ../nbs/07_decompose.ipynb #ad0db363
 def step_records(examples:list[dict], # each: 'input' and the gold value of every step, by step name
-                 step:Step) -> RecordList:
+                 step:Step, # the step to train
+                ) -> RecordList:
     "Training records for one step."
     out = RecordList()
     for i, ex in enumerate(examples):
@@ -164,14 +170,17 @@ def step_records(examples:list[dict], # each: 'input' and the gold value of ever
         out.append(r)
     return out
 
-def multitask_records(examples:list[dict], steps:list[Step]) -> RecordList:
+def multitask_records(examples:list[dict], # as in `step_records`
+                      steps:list[Step], # the chain's steps, in order
+                     ) -> RecordList:
     "Training records for every step, interleaved by example: one multi-task model learns all sub-tasks."
     _check(steps)
     per = [step_records(examples, s) for s in steps]
     return RecordList(r for rs in zip(*per) for r in rs)
 
 # %% ../nbs/07_decompose.ipynb #d7092710
-def join_csl(split:str='dev') -> list[dict]:
+def join_csl(split:str='dev', # 'dev' or 'test' (CSL's splits in the shared data)
+            ) -> list[dict]:
     "CSL examples with both gold keywords and title: the abstracts of `csl_keywords_{split}` and `csl_title_{split}` joined (white space ignored)."
     kws, tis = load_shared(f'csl_keywords_{split}'), load_shared(f'csl_title_{split}')
     # the keyword file's text is the abstract *followed by the title*: join on both, and keep the abstract alone as the input
@@ -182,7 +191,9 @@ def join_csl(split:str='dev') -> list[dict]:
         if t is not None: out.append(dict(input=t.input, keywords=r.output.split('、'), title=t.output))
     return out
 
-def keyword_f1(pred:list[str], gold:list[str]) -> float:
+def keyword_f1(pred:list[str], # keywords found
+               gold:list[str], # the paper's keywords
+              ) -> float:
     "F1 of two keyword sets (exact match after stripping)."
     p, g = {x.strip() for x in pred}, {x.strip() for x in gold}
     tp = len(p & g)
@@ -195,13 +206,18 @@ def keyword_coverage(text:str, # a generated text
     "Share of `keywords` that occur in `text` verbatim."
     return sum(k.strip() in text for k in keywords) / len(keywords) if keywords else 0.0
 
-def repeated_ngrams(text:str, n:int=4) -> float:
+def repeated_ngrams(text:str, # a generated text
+                    n:int=4, # n-gram length in characters
+                   ) -> float:
     "Share of the character n-grams of `text` that repeat an earlier one: 0 for none, near 1 for a loop."
     grams = [text[i:i + n] for i in range(len(text) - n + 1)]
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
-def paired_bootstrap(x:list, y:list, # paired scores of two systems on the same items
-                     n:int=2000, seed:int=0) -> tuple:
+def paired_bootstrap(x:list, # scores of the first system, one per item
+                     y:list, # scores of the second on the same items, in the same order
+                     n:int=2000, # bootstrap resamples
+                     seed:int=0, # seed of the resampling
+                    ) -> tuple:
     "Mean of y - x and its 95% bootstrap interval (items resampled with replacement)."
     d, rng = [b - a for a, b in zip(x, y, strict=True)], random.Random(seed)
     means = sorted(statistics.fmean(rng.choices(d, k=len(d))) for _ in range(n))
