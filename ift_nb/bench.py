@@ -219,6 +219,7 @@ def prompt_pass_rate(model, # a causal LM
     last.float().sum().item()  # waits for a GPU to finish
     return len(records) / (time.perf_counter() - t)
 
+# %% ../nbs/10_bench.ipynb #bac9df31
 def bench_labels(model, # a fine-tuned causal LM
                  tok, # its tokenizer
                  records:list, # held-out examples, answers among `labels`

@@ -273,6 +273,7 @@ def load_shared(name:str, # a key of `SHARED`, e.g. "chnsenticorp_dev"
         for r in recs: r.output = '、'.join(k for k in r.output.split('_') if k)
     return recs
 
+# %% ../nbs/02_data.ipynb #cc802e22
 def load_embedded(task:str='sentiment', # "sentiment" or "summarization"
                   lang:str|None=None, # "zh", "en" or None for both
                  ) -> RecordList:
@@ -305,6 +306,7 @@ def load_data(spec:str, # "embedded:TASK[:LANG]", "shared:NAME" or a file path
     if kind == 'shared': return load_shared(rest, strict=strict, limit=limit)
     return load_records(spec, strict=strict, limit=limit, **kwargs)
 
+# %% ../nbs/02_data.ipynb #ab3195a3
 def _key(r): return ''.join((r.instruction + '\n' + r.input).split())
 
 def drop_overlap(train:list[Record], # training records
