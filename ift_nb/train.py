@@ -172,11 +172,8 @@ def prepare_data(cfg:TrainConfig, # the run's config (data, template, max_length
 # %% ../nbs/05_train.ipynb #8b0988d5
 def freeze_embeddings(model, # a causal LM
                      ) -> int:
-    "Stop gradients to the token embeddings (and to an output layer tied to them); returns how many weights still train."
-    emb = model.get_input_embeddings().weight
-    emb.requires_grad_(False)
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is emb: out.weight.requires_grad_(False)
+    "Stop gradients to the token embeddings (an output layer tied to them is the same tensor); returns how many weights still train."
+    model.get_input_embeddings().weight.requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/05_train.ipynb #65af8965
