@@ -55,7 +55,7 @@ def answer_positions(labels:torch.Tensor, # (batch, seq) labels, IGNORE_INDEX wh
                      ignore_index:int=IGNORE_INDEX, # the label of unscored positions
                     ) -> torch.Tensor:
     "(batch, seq) mask of the (row, position) pairs whose logits predict a scored token: the only logits the answer loss needs."
-    return F.pad(labels[:, 1:] != ignore_index, (0, 1), value=False)
+    return shift_labels(labels, ignore_index) != ignore_index
 
 def answer_loss_at(logits:torch.Tensor, # (batch, seq, vocab), or (rows, vocab): only at `answer_positions(labels)`
                    labels:torch.Tensor, # (batch, seq) labels, `ignore_index` where not scored
