@@ -390,7 +390,8 @@ def augment_dataset(ds:datasets.Dataset, # a Dataset with Record columns (see `t
                 new = row if v is None else row | dict(input=v.input, source=v.source)
                 for k in out: out[k].append(new[k])
         return out
-    big = ds.map(fn, batched=True, batch_size=batch_size, with_indices=True, load_from_cache_file=False, desc='augmenting')
+    big = ds.map(fn, batched=True, batch_size=batch_size, with_indices=True, load_from_cache_file=False, desc='augmenting',
+                 new_fingerprint=os.urandom(8).hex())  # never cached: no need to hash (pickle) the augmenter
     rep, seen, keep = AugmentReport(n_in=len(ds)), set(zip(ds['instruction'], ds['input'])), []
     for i, (ins, inp, src) in enumerate(zip(big['instruction'], big['input'], big['source'])):
         if ' aug:' not in src: keep.append(i)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TrainConfig', 'add_lora', 'prepare_data', 'freeze_embeddings', 'token_accuracy', 'IFTTrainer', 'training_args',
            'TokenCounter', 'checkpoint_problem', 'resume_point', 'last_checkpoint', 'last_good_checkpoint',
-           'finished_run', 'train', 'plot_history', 'train_or_reuse', 'cached', 'learning_gain']
+           'finished_run', 'train', 'plot_history', 'fresh', 'train_or_reuse', 'provenance', 'cached', 'learning_gain']
 
 # %% ../nbs/05_train.ipynb #f41127a1
 import json, os, shutil, sys, time, warnings, zipfile
@@ -488,21 +488,42 @@ def plot_history(history:list[dict], # the `Trainer`'s log history, e.g. `metric
     return ax
 
 # %% ../nbs/05_train.ipynb #07ed4b57
+def fresh() -> bool:
+    "True when `IFT_NB_FRESH` is set (`pytest tests --slow --fresh` sets it): every cache is bypassed, so slow cells assert on a new run."
+    return os.environ.get('IFT_NB_FRESH', '') not in ('', '0')
+
 def train_or_reuse(cfg:TrainConfig, # the run's config; its output_dir holds the run
                    reuse:bool=True, # return a finished run of the same config instead of training again
                   ) -> dict:
-    "`train(cfg)` quietly, unless `reuse` and `cfg.output_dir` holds a finished run of `cfg`: then its metrics."
+    "`train(cfg)` quietly, unless `reuse` (and not `fresh()`) and `cfg.output_dir` holds a finished run of `cfg`: then its metrics."
+    reuse = reuse and not fresh()
     return (reuse and finished_run(cfg.output_dir, cfg)) or train(cfg, verbose=False, overwrite=not reuse)
 
 # %% ../nbs/05_train.ipynb #6bf2e212
-def cached(path, # the JSON file that keeps the result
-           fn, # computes the result (JSON-serialisable) when the file is not there
+def provenance(seed=None, # the run's seed, when it has one
+               **extra, # anything else that says how the result was made (the cell, the command, the wall time)
+              ) -> dict:
+    "Where and when a result was made: commit, date, CPU model and cores, torch and transformers versions, GPU if any."
+    import platform, subprocess, transformers
+    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError): commit = None
+    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
+    return dict(commit=commit, date=time.strftime('%Y-%m-%d %H:%M:%S %z'), cpu=cpu, cores=os.cpu_count(), torch=torch.__version__,
+                transformers=transformers.__version__, gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, seed=seed, **extra)
+
+def cached(path, # the JSON file that keeps the result (with its provenance)
+           fn, # computes the result (JSON-serialisable) when the file is not there, or always under `fresh()`
+           seed=None, # recorded in the provenance
           ):
-    "`fn()`'s result, computed once and kept as JSON in `path`."
+    "`fn()`'s result, computed once and kept as JSON in `path` as `{result, provenance}` (wall time included); recomputed under `fresh()`."
     p = Path(path)
-    if p.exists(): return json.loads(p.read_text(encoding='utf-8'))
-    res = fn(); p.parent.mkdir(parents=True, exist_ok=True); write_atomic(p, json.dumps(res, ensure_ascii=False))
-    return json.loads(json.dumps(res, ensure_ascii=False))  # the same types as a later read (tuples become lists)
+    if p.exists() and not fresh():
+        d = json.loads(p.read_text(encoding='utf-8'))
+        return d['result'] if isinstance(d, dict) and set(d) == {'result', 'provenance'} else d  # older files: the bare result
+    t = time.time(); res = fn()
+    doc = json.dumps(dict(result=res, provenance=provenance(seed, wall_s=round(time.time() - t, 1))), ensure_ascii=False, indent=1)
+    p.parent.mkdir(parents=True, exist_ok=True); write_atomic(p, doc)
+    return json.loads(doc)['result']  # the same types as a later read (tuples become lists)
 
 # %% ../nbs/05_train.ipynb #09b01e16
 def learning_gain(cfg:TrainConfig, # a classification run: with `eval` and `labels`

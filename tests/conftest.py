@@ -22,6 +22,10 @@ def pytest_configure(config):
 
 def pytest_addoption(parser):
     parser.addoption('--slow', action='store_true', help='also run cells and tests flagged slow')
+    parser.addoption('--fresh', action='store_true', help='bypass every cached result (IFT_NB_FRESH=1): slow cells assert on a new run')
+
+def pytest_sessionstart(session):
+    if session.config.getoption('--fresh'): os.environ['IFT_NB_FRESH'] = '1'
 
 def pytest_collection_modifyitems(config, items):
     skip_slow = pytest.mark.skip(reason='slow: run with --slow')
