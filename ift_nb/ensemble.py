@@ -15,9 +15,9 @@ import torch.nn.functional as F
 # %% ../nbs/06_ensemble.ipynb #e37bd013
 from fastcore.basics import patch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, set_seed
-from .base import get_device, load_tokenizer, load_model, show_progress, trainer_args, quiet
+from .base import get_device, load_tokenizer, load_model, show_progress, trainer_args, quiet, atomic_dir
 from .data import Record, DataError
-from .execute import score_labels, length_batches
+from .execute import score_labels_shared, length_batches
 from .base import resolve_model
 
 # %% ../nbs/06_ensemble.ipynb #50f97f73
@@ -79,16 +79,6 @@ def _text(r:Record) -> str:
 def _by_length(n_tokens, batch_size):
     "Batches of indices of similar length."
     return [list(b) for b in length_batches(n_tokens, batch_size, progress=False)]
-
-def _save_via_tmp(out, write) -> Path:
-    "Call `write(folder)` on a temporary folder beside `out`, then rename it to `out`: a crash never leaves a half-written `out`."
-    out = Path(out); tmp = out.with_name(out.name + '.tmp')
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if out.exists(): shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 # %% ../nbs/06_ensemble.ipynb #c5301913
 class ClassifierMember:
@@ -164,7 +154,7 @@ class LMMember:
     @torch.no_grad()
     def scores(self, records, batch_size:int=32) -> torch.Tensor:
         "Label log-likelihoods (examples, labels)."
-        return score_labels(self.model, self.tok, records, list(self.labels), self.template, self.max_length, batch_size, progress=False)
+        return score_labels_shared(self.model, self.tok, records, list(self.labels), self.template, self.max_length, batch_size, progress=False)
 
     def save(self, path):
         "Model, tokenizer and member.json (kind, labels, template, max_length) into the folder `path`."
@@ -208,7 +198,7 @@ def train_classifier(records, # labelled `Record`s: the input is read, the outpu
     trainer = quiet(Trainer(model=m, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok)))
     trainer.train()
     member = ClassifierMember(trainer.model.eval(), tok, max_length)
-    _save_via_tmp(output_dir, member.save)
+    atomic_dir(output_dir, member.save)
     shutil.rmtree(args.output_dir, ignore_errors=True)
     return member
 
@@ -280,7 +270,7 @@ def save(self:Ensemble, path) -> Path:
         for i, m in enumerate(self.members): m.save(tmp/f'member_{i}')
         (tmp/'ensemble.json').write_text(json.dumps(dict(rule=self.rule, labels=list(self.labels), kinds=[m.kind for m in self.members],
                                                           weights=None if self.weights is None else self.weights.tolist()), ensure_ascii=False, indent=1))
-    return _save_via_tmp(path, write)
+    return atomic_dir(path, write)
 
 @patch(cls_method=True)
 def load(cls:Ensemble, path, device=None):

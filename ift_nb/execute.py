@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 # %% ../nbs/04_execute.ipynb #5c617a59
-from .base import cache_dir, show_progress
+from .base import cache_dir, show_progress, write_atomic
 from .objective import sequence_nll, IGNORE_INDEX
 from .data import Record, encode, get_template, ChatTemplate, Collator, prompt_ids
 from .checks import check_values, check_references
@@ -295,9 +295,7 @@ def load_metric(name:str # "accuracy", "f1" or "rouge"
     src = _METRIC_SRC[name]
     d = cache_dir()/'metrics'/f"{name}-{hashlib.sha256(src.encode()).hexdigest()[:8]}"
     p = d/f'{name}.py'
-    if not p.exists():
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix('.tmp'); tmp.write_text(src, encoding='utf-8'); os.replace(tmp, p)
+    if not p.exists(): write_atomic(p, src)
     return evaluate.load(str(p))
 
 # %% ../nbs/04_execute.ipynb #c8a9c6de

@@ -4,8 +4,8 @@ from dataclasses import replace
 from ift_nb.base import base_model_path, load_base, shared_data_dir
 from ift_nb.data import LABELS, RecordList, drop_overlap, load_shared, save_records
 from ift_nb.execute import evaluate_classification
-from ift_nb.train import TrainConfig, train_or_reuse
-from ift_nb.augment import cue_reviews
+from ift_nb.train import TrainConfig
+from ift_nb.experiments import train_or_reuse, cue_reviews
 
 pytestmark = pytest.mark.skipif(shared_data_dir() is None, reason='needs the shared data (../shared/data)')
 LABELS_ZH = list(LABELS['sentiment_zh'])

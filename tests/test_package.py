@@ -173,7 +173,8 @@ def test_learning_check_fails_when_learning_is_broken(tmp_path):
     "The fast run's check (`learning_gain`, 05_train) fails on the same run with the training labels shuffled among the examples: a run that cannot learn does not pass."
     import random
     from ift_nb.data import Record, load_embedded, split_records, save_records
-    from ift_nb.train import TrainConfig, learning_gain
+    from ift_nb.train import TrainConfig
+    from ift_nb.experiments import learning_gain
     recs = [Record('这段评论是用哪种语言写的？', r.input, '中文' if r.output in ('正面', '负面') else '英文') for r in load_embedded('sentiment')]
     tr, te = split_records(recs, 0.2, seed=0)  # the notebook's split
     answers = [r.output for r in tr]; random.Random(0).shuffle(answers)
@@ -223,4 +224,23 @@ def test_modules_import_only_earlier_chapters():
     for (ch, mod), deps in sorted(chapter_imports().items()):
         print(f"{ch} {mod:10s} <- " + ', '.join(f'{c} {n}' for c, n in deps))
         bad += [f"{mod} ({ch}) imports {n} ({c})" for c, n in deps if c >= ch]
+    assert not bad, bad
+
+def test_notebooks_import_only_earlier_chapters():
+    "No code cell of a notebook imports an ift_nb module of a later chapter: a reader running the chapters in order has everything each cell uses."
+    import ast, json, re
+    chapter = {mod: ch for (ch, mod) in chapter_imports()}
+    bad = []
+    for nb in sorted((ROOT/'nbs').glob('[0-9]*.ipynb')):
+        ch = nb.name.split('_')[0]
+        for i, c in enumerate(json.loads(nb.read_text(encoding='utf-8'))['cells']):
+            if c['cell_type'] != 'code': continue
+            src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('#|', '%', '!')))
+            try: tree = ast.parse(src)
+            except SyntaxError: continue
+            for node in ast.walk(tree):
+                mods = [node.module] if isinstance(node, ast.ImportFrom) and node.module else [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for m in mods:
+                    n = m.split('.')[1] if m.startswith('ift_nb.') else None
+                    if n in chapter and chapter[n] > ch: bad.append(f"{nb.name} cell {i} ({c.get('id')}) imports {n} ({chapter[n]})")
     assert not bad, bad

@@ -1,5 +1,5 @@
 "Reliability, security and multi-process training: each test fails when the promised behaviour breaks."
-import json, os, random, re, shutil, signal, subprocess, sys, time
+import argparse, json, os, random, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
@@ -62,8 +62,8 @@ def test_lenient_training_reports_what_it_skips(tmp_path):
     assert r.returncode == 2 and 'line 13' in r.stderr and 'Traceback' not in r.stderr  # strict (the default) stops at the first bad row
 
 def test_config_unknown_key_and_wrong_type(tmp_path):
-    r = ift_nb('train', str(write_cfg(tmp_path/'c.yaml', output_dir=str(tmp_path/'run'), learning_rate=0.1)))
-    assert r.returncode == 2 and 'unknown key' in r.stderr and 'learning_rate' in r.stderr and 'Traceback' not in r.stderr
+    r = ift_nb('train', str(write_cfg(tmp_path/'c.yaml', output_dir=str(tmp_path/'run'), learnrate=0.1)))
+    assert r.returncode == 2 and 'unknown key' in r.stderr and 'learnrate' in r.stderr and 'learning_rate' in r.stderr and 'Traceback' not in r.stderr
     assert not (tmp_path/'run'/'model.safetensors').exists()
 
 # ---- kill and resume, reproducibility, numerical safety
@@ -188,7 +188,11 @@ class Case:
     prepare: Callable|None = None  # (t, monkeypatch): more setting up, or a fault to inject
     then: Callable|None = None  # (t, out, err): what must hold afterwards (nothing lost)
 
-def _cfg(extra=''): return {'c.yaml': CFG + extra}
+def _over(base, extra):
+    "Config text `base` with the keys of `extra` replaced by extra's lines (a config may not give a key twice)."
+    keys = {l.split(':')[0] for l in extra.splitlines() if l and not l.startswith((' ', '-', '#'))}
+    return ''.join(l + '\n' for l in base.splitlines() if l.split(':')[0] not in keys) + extra
+def _cfg(extra=''): return {'c.yaml': _over(CFG, extra)}
 def _train(extra='', *more, code=2, words=(), **kw): return Case(['train', '{t}/c.yaml', *more], code, list(words), _cfg(extra), **kw)
 def _field(key, value, says='', extra='', *words):
     "A config with one bad value: the error names the file and the field (and says `says` after it)."
@@ -209,10 +213,23 @@ def _unchanged(t, out, err):
     assert (t/'run'/'model.safetensors').read_bytes() == (_FINISHED/'model.safetensors').read_bytes()
 def _no_model(t, out, err):
     assert not (t/'run'/'model.safetensors').exists() and not (t/'run'/'metrics.json').exists()
-    assert not [p for p in (t/'run').iterdir() if 'tmp' in p.name or p.name == '.ift_nb.lock'], list((t/'run').iterdir())  # no leftovers, lock released
+    assert not [p for p in (t/'run').iterdir() if 'tmp' in p.name], list((t/'run').iterdir())  # no leftovers
 def _boom(exc):
     def f(*a, **k): raise exc
     return f
+
+def _model_copy(t, change):
+    "A copy of the tiny base model in {t}/m, changed by `change(folder)`."
+    from ift_nb.base import base_model_path
+    shutil.copytree(base_model_path(), t/'m'); change(t/'m')
+def _nan(d):
+    w = load_file(str(d/'model.safetensors')); w['model.norm.weight'][0] = float('nan')
+    from safetensors.torch import save_file
+    save_file(w, str(d/'model.safetensors'), metadata={'format': 'pt'})
+def _more_layers(d):
+    c = json.loads((d/'config.json').read_text()); c['num_hidden_layers'] += 1; (d/'config.json').write_text(json.dumps(c))
+def _eval_model(change, words):
+    return Case(['eval', '--model', '{t}/m', '--data', 'embedded:sentiment:zh', '--labels', '正面,负面'], 2, words, light=False, prepare=lambda t, mp: _model_copy(t, change))
 
 CASES = {
     # arguments of every command: range-checked before any work, the option or field named
@@ -252,7 +269,53 @@ CASES = {
     'template: unknown': _train('template: fr\n', words=["field 'template'", "unknown template 'fr'"]),
     '--set overrides with a bad value': _train('', '--set', 'batch_size=-1', words=["c.yaml (with --set), field 'batch_size'"]),
     '--set without =': _train('', '--set', 'batch_size', words=["--set expects key=value"]),
+    **{f'{key}: {value}': _field(key, value, says) for key, value, says in [
+        ('task_eval_size', 0, 'must be at least 1'), ('limit_train', 0, 'must be at least 1'), ('limit_eval', -3, 'must be at least 1'),
+        ('augment', -1, 'must be at least 0'), ('eval_steps', 0, 'must be at least 1'), ('save_total_limit', 0, 'must be at least 1'), ('weight_decay', -0.1, 'must be at least 0'),
+        ('lora_r', 0, 'must be at least 1'), ('lora_alpha', 0, 'must be greater than 0'), ('model', "''", 'expected a non-empty string'),
+        ('train', "' '", 'expected a non-empty string')]},
+    'demo --epochs 0': Case(['demo', '--epochs', '0'], 2, ['argument --epochs: must be greater than 0']),
+    # the run folder tells the truth
+    'resume with a changed lr': _train('save_steps: 2\nmax_steps: 4\nlr: 0.1\n', prepare=_with_ckpts, words=['holds a run made with other settings (lr: 0.001 -> 0.1)', 'these may change: epochs'],
+                                      then=lambda t, out, err: _assert((t/'run'/'checkpoint-4').is_dir() and 'lr: 0.001' in (t/'run'/'ift_config.yaml').read_text())),
+    'finished run re-run with a changed lr': _train('save_steps: 2\nmax_steps: 4\nlr: 0.002\n', prepare=_finished, words=['holds a run made with other settings (lr: 0.001 -> 0.002)'], then=_unchanged),
+    'finished run re-run with resume: false': _train('save_steps: 2\nmax_steps: 4\nresume: false\n', prepare=_finished, words=['holds a finished run that this one would replace'], then=_unchanged),
+    '--overwrite with a bad training file': _train('save_steps: 2\nmax_steps: 4\ntrain: {t}/missing.jsonl\n', '--overwrite', prepare=_finished, light=False, words=['missing.jsonl: no such file'],
+                                                   then=lambda t, out, err: _unchanged(t, out, err) or _assert((t/'run'/'checkpoint-4').is_dir())),
+    'finished run with its model cut short': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=lambda t, mp: _finished(t, mp) or _cut('model.safetensors')(t/'run'),
+                                                    words=['model.safetensors is cut short', 'training it again from its last checkpoint'],
+                                                    then=lambda t, out, err: _assert(torch.equal(weights(t/'run')['model.norm.weight'], weights(_FINISHED)['model.norm.weight']))),
+    'training answers outside labels': Case(['train', '{t}/c.yaml'], 2, ['1 of 3 training answers are not among the labels', '中性'], {'c.yaml': _over(CFG, 'labels: [正面, 负面]\ntrain: {t}/d.jsonl\n'), 'd.jsonl': ROWS + '{"instruction": "判断情感", "input": "一般", "output": "中性"}\n'}),
+    # inputs are never overwritten
+    'bench --output-dir holds its data': Case(['bench', '--data', '{t}/b/train.jsonl', '--output-dir', '{t}/b'], 2, ['the output holds the data file'], {'b/train.jsonl': ROWS},
+                                              then=lambda t, out, err: _assert((t/'b'/'train.jsonl').read_text() == ROWS)),
+    'predict --out is its --data': Case(['predict', '--model', 'base', '--data', '{t}/d.jsonl', '--out', '{t}/d.jsonl'], 2, ['the output is the --data file'], {'d.jsonl': ROWS}, then=lambda t, out, err: _assert((t/'d.jsonl').read_text() == ROWS)),
+    # loaded weights are checked, model folders named
+    'eval a model with NaN weights': _eval_model(lambda d: _nan(d), ['1 weights tensor(s) hold NaN or infinite values']),
+    'eval a config with a layer the weights lack': _eval_model(lambda d: _more_layers(d), ['its weights lack 9 tensor(s) that its config.json needs']),
+    'eval a model cut short': _eval_model(lambda d: _cut('model.safetensors')(d), ['model.safetensors is cut short (1,000 bytes']),
+    'eval an empty model folder': _eval_model(lambda d: [f.unlink() for f in d.iterdir()], ['holds no config.json: not a model folder']),
+    'eval a missing model folder': Case(['eval', '--model', '{t}/nowhere/model', '--data', 'embedded:sentiment:zh'], 2, ['nowhere/model: no such model folder'], light=False),
+    'check --tokenizer a folder without one': Case(['check', '{t}/d.jsonl', '--tokenizer', '{t}/m'], 2, ['holds no tokenizer files'], {'d.jsonl': ROWS},
+                                                   prepare=lambda t, mp: _model_copy(t, lambda d: [f.unlink() for f in d.glob('tokenizer*')])),
+    # rows
+    'CSV with a NUL byte': Case(['check', '{t}/d.csv'], 2, ['d.csv, line 3', 'a NUL byte'], {'d.csv': 'instruction,output\na,正面\nb\x00,负面\n'}),
+    'CSV with an unclosed quote': Case(['check', '{t}/d.csv'], 2, ['d.csv, line 3', 'a quote opened in this row is never closed'], {'d.csv': 'instruction,output\na,正面\n"b,负面\nc,正面\n'}),
+    'check --lenient with no usable row': Case(['check', '{t}/d.jsonl', '--lenient'], 2, ['none of the 2 rows is usable'], {'d.jsonl': '{"x": 1}\n{"y": 2}\n'}),
     'config is a list': Case(['train', '{t}/c.yaml'], 2, ['expected a mapping of config keys'], {'c.yaml': '- model: base\n'}),
+    'config with an alias bomb': Case(['train', '{t}/c.yaml'], 2, ['c.yaml, line 2: invalid YAML: aliases (*a) are not allowed'], {'c.yaml': 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nlabels: [*b, *b, *b, *b]\n'}),
+    'config key given twice': Case(['train', '{t}/c.yaml'], 2, ["c.yaml, line 8: invalid YAML: key 'lr' given twice"], {'c.yaml': CFG + 'lr: 0.1\nlr: 0.2\n'}),
+    'config not UTF-8': Case(['train', '{t}/c.yaml'], 2, ['c.yaml: not UTF-8 text'], prepare=lambda t, mp: (t/'c.yaml').write_bytes('model: café\n'.encode('latin-1'))),
+    'config file empty': Case(['train', '{t}/c.yaml'], 2, ['c.yaml: the config file is empty'], {'c.yaml': '# nothing set\n'}),
+    'output_dir: a list': _field('output_dir', '[runs, x]', "expected str, got ['runs', 'x']"),
+    'lr and learning_rate': _train('lr: 0.1\nlearning_rate: 0.2\n', words=["field 'lr': given twice, as 'lr' and as 'learning_rate'"]),
+    'train option out of range, no config': Case(['train', '--lr', '0', '--output-dir', '{t}/run'], 2, ["argument --lr: must be greater than 0, got 0.0"]),
+    'train option not a number': _train('', '--batch-size', 'many', words=["ift_nb train: error: argument --batch-size/--per-device-train-batch-size: invalid int value: 'many'"]),
+    'learning_rate: 1e-4 trains': _train('learning_rate: 1e-4\n', code=0, light=False, words=['model saved'],
+                                         then=lambda t, out, err: _assert('lr: 0.0001' in (t/'run'/'ift_config.yaml').read_text())),
+    'train from options alone': Case(['train', '--model', 'base', '--train', 'embedded:sentiment:zh', '--max-steps', '2', '--per-device-train-batch-size', '4', '--lora', 'true',
+                                      '--output-dir', '{t}/run'], 0, ['model saved'], light=False,
+                                     then=lambda t, out, err: _assert('lora: true' in (t/'run'/'ift_config.yaml').read_text() and 'batch_size: 4' in (t/'run'/'ift_config.yaml').read_text())),
     # rows after loading
     'JSON nested too deeply': Case(['check', '{t}/d.jsonl'], 2, ['line 2', 'nested too deeply'], {'d.jsonl': DEEP}),
     'eval rows without answers': Case(['eval', '--model', 'base', '--data', '{t}/d.jsonl'], 2, ['line 1', "field 'output'", 'missing field'], {'d.jsonl': UNLABELED}),
@@ -314,18 +377,28 @@ def finished_run(tmp_path_factory):
     "A finished run of the table's config with checkpoints at steps 2 and 4 (save_steps: 2, max_steps: 4)."
     global _FINISHED
     t = tmp_path_factory.mktemp('finished')
-    (t/'c.yaml').write_text(CFG.format(t=t) + 'save_steps: 2\nmax_steps: 4\n', encoding='utf-8')
+    (t/'c.yaml').write_text(_over(CFG.format(t=t), 'save_steps: 2\nmax_steps: 4\n'), encoding='utf-8')
     rc, out, err = _main('train', t/'c.yaml')
     assert rc == 0, err[-2000:]
     _FINISHED = t/'run'
     return _FINISHED
 
-def test_table_has_enough_cases(): assert len(CASES) >= 40
+def test_table_covers_every_command_and_ruled_field():
+    "Every command has a failing case, and every config field with a rule has a case that breaks it (by its field or option name)."
+    from ift_nb.cli import parser
+    from ift_nb.train import TrainConfig
+    from ift_nb.checks import rules_of
+    cmds = set(next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices)
+    failing = [c for c in CASES.values() if c.code == 2]
+    test_cmds = {next(x for x in c.argv if not x.startswith('-')) for c in failing}
+    assert cmds <= test_cmds, f"commands without a bad-input case: {sorted(cmds - test_cmds)}"
+    said = lambda name: any(f"field '{name}'" in w or f"argument --{name.replace('_', '-')}" in w for c in failing for w in c.words)
+    assert not [n for n in rules_of(TrainConfig) if not said(n)], [n for n in rules_of(TrainConfig) if not said(n)]
 
 @pytest.mark.parametrize('name', list(CASES))
 def test_bad_input_or_fault(name, tmp_path, monkeypatch, finished_run):
     c, t = CASES[name], tmp_path
-    for f, text in c.files.items(): (t/f.format(t=t)).write_text(text.format(t=t) if f.endswith('.yaml') else text, encoding='utf-8')
+    for f, text in c.files.items(): (t/f.format(t=t)).parent.mkdir(parents=True, exist_ok=True); (t/f.format(t=t)).write_text(text.format(t=t) if f.endswith('.yaml') else text, encoding='utf-8')
     if c.light:  # must stop before any model is loaded or any training runs
         import ift_nb.cli, ift_nb.train, ift_nb.bench
         for target in ('ift_nb.cli.load_base', 'ift_nb.cli.base_model_path', 'ift_nb.train.load_model', 'ift_nb.bench.prepare_bench'):
