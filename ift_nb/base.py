@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES', 'CACHE_VERSION', 'BASE_PRESETS', 'NAMED_BASES',
-           'get_device', 'use_bf16', 'default_dtype', 'show_progress', 'embedded_path', 'shared_data_dir',
+           'get_device', 'use_bf16', 'default_dtype', 'cpu_name', 'show_progress', 'embedded_path', 'shared_data_dir',
            'embedded_corpus', 'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params',
            'BaseModelError', 'safetensors_problem', 'check_finite', 'model_folder_problem', 'load_tokenizer',
            'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain', 'put_in_place',
@@ -43,6 +43,13 @@ def default_dtype(device=None, # None: `get_device()` (CUDA when available)
                  ) -> torch.dtype:
     "The dtype to load weights in for inference: bf16 on a bf16-capable GPU, else fp32."
     return torch.bfloat16 if use_bf16(device) else torch.float32
+
+def cpu_name() -> str:
+    "The CPU's model name: /proc/cpuinfo's on Linux, else what `platform` knows."
+    import platform
+    if Path('/proc/cpuinfo').exists():
+        return next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.machine())
+    return platform.processor() or platform.machine()
 
 # %% ../nbs/00_base.ipynb #a53996a3
 def show_progress():

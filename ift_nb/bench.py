@@ -8,13 +8,15 @@ __all__ = ['IFT_SYSTEMS', 'TRL_SYSTEMS', 'SYSTEMS', 'RENAMED', 'BenchConfig', 'p
            'machine', 'run_bench', 'bench_table']
 
 # %% ../nbs/10_bench.ipynb #be3299fd
-import json, os, resource, subprocess, sys, time, importlib.util
+import json, os, subprocess, sys, time, importlib.util
+try: import resource  # peak memory of a benchmark process (Unix)
+except ImportError: resource = None  # Windows: the CLI still imports; a benchmark there needs it
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import torch
 
 # %% ../nbs/10_bench.ipynb #be3123d8
-from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic
+from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic, cpu_name
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
 from .objective import sequence_nll, IGNORE_INDEX
 from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
@@ -278,11 +280,7 @@ def bench_generation(model, # a causal LM
 # %% ../nbs/10_bench.ipynb #7c3681dc
 def machine() -> str:
     "The machine in words: CPU model and cores, torch threads, the GPU if there is one."
-    import platform
-    cpu = platform.processor() or platform.machine()
-    if Path('/proc/cpuinfo').exists():
-        cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), cpu)
-    s = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    s = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
     return s + (f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else '')
 
 def run_bench(cfg:BenchConfig, # the benchmark

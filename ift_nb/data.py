@@ -371,9 +371,12 @@ class PromptTemplate:
             if bad: raise ValueError(f"template {self.name!r}: unknown placeholder(s) {sorted(bad)}")
             if names.count('output') != 1: raise ValueError(f"template {self.name!r} needs exactly one {{output}} placeholder, the place for the answer")
             if not t.endswith('{output}'): raise ValueError(f"template {self.name!r}: {{output}} must come last (nothing may follow the answer)")
+    @property
+    def has_system(self) -> bool: return '{system}' in self.template and '{system}' in (self.no_input or self.template)
     def render(self, rec:Record) -> tuple[str, str]:
         "(prompt, answer) texts for `rec`."
         if rec.history: raise ValueError(f"template {self.name!r} is single-turn; use ChatTemplate for records with history ({rec.source})")
+        if rec.system and not self.has_system: raise ValueError(f"template {self.name!r} has no place for a system prompt; use ChatTemplate (template: chat) for records with one ({rec.source})")
         ins, inp = rec.request()
         t = self.template if inp or self.no_input is None else self.no_input
         prompt = t[:-len('{output}')].format(instruction=ins, input=inp, system=rec.system or '')

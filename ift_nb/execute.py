@@ -200,8 +200,10 @@ def classify(model, # a causal LM
              one_pass:bool=True, # all labels in one pass per prompt (`score_labels_shared`); False: `score_labels`
              **kw) -> list[str]:
     "The highest-scoring label for each record."
-    scorer = score_labels_shared if one_pass else score_labels
-    return [labels[i] for i in scorer(model, tok, records, labels, template, **kw).argmax(1).tolist()]
+    scores = (score_labels_shared if one_pass else score_labels)(model, tok, records, labels, template, **kw)
+    if bad := (~torch.isfinite(scores).all(1)).nonzero().flatten().tolist():  # argmax of a NaN row would name a label all the same
+        raise FloatingPointError(f"{len(bad)} of {len(records)} records got a NaN or infinite label score (first: {records[bad[0]].source or 'record ' + str(bad[0])}); the model's outputs are not finite")
+    return [labels[i] for i in scores.argmax(1).tolist()]
 
 # %% ../nbs/04_execute.ipynb #ef0f1d62
 def parse_label(text:str, # a generated answer

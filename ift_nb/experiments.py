@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 # %% ../nbs/05a_experiments.ipynb #9af502b4
-from .base import load_base, resolve_model, write_atomic
+from .base import load_base, resolve_model, write_atomic, cpu_name
 from .data import RecordList, load_data
 from .execute import evaluate_classification
 from .train import TrainConfig, train, finished_run
@@ -33,11 +33,10 @@ def provenance(seed=None, # the run's seed, when it has one
                **extra, # anything else that says how the result was made (the cell, the command, the wall time)
               ) -> dict:
     "Where and when a result was made: commit, date, CPU model and cores, torch and transformers versions, GPU if any."
-    import platform, subprocess, transformers
+    import transformers
     try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError): commit = None
-    cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
-    return dict(commit=commit, date=time.strftime('%Y-%m-%d %H:%M:%S %z'), cpu=cpu, cores=os.cpu_count(), torch=torch.__version__,
+    return dict(commit=commit, date=time.strftime('%Y-%m-%d %H:%M:%S %z'), cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__,
                 transformers=transformers.__version__, gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, seed=seed, **extra)
 
 def cached(path, # the JSON file that keeps the result (with its provenance)

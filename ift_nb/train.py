@@ -19,11 +19,11 @@ from fastcore.basics import patch
 warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated')  # raised inside transformers' own Trainer under LoRA
 
 # %% ../nbs/05_train.ipynb #1927d09f
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 from transformers.trainer_utils import rotate_checkpoints
 from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem
 from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits
-from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator
+from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator, get_template
 from .augment import Augmenter, get_pool
 from .execute import evaluate_classification, evaluate_generation
 from .checks import check_values, check_references, writable_dir, OutputLock, setting, rules_of, choice_problem
@@ -197,6 +197,8 @@ def prepare_data(cfg:TrainConfig, # the run's config (data, template, max_length
     "Tokenised train and eval sets, and the eval records (for the task metric)."
     train = load_data(cfg.train, strict=cfg.strict_data)
     if cfg.labels: check_references(train, cfg.labels, cfg.train, 'training answers')  # a label the task metric never offers would be learnt for nothing
+    if (n := sum(bool(r.system) for r in train)) and not getattr(get_template(cfg.template), 'has_system', True):
+        raise DataError(f"{n} of {len(train)} training records carry a system prompt, which template {cfg.template!r} has no place for: use template: chat (the tokenizer's chat template), or leave the system prompts out", cfg.train)
     ev = load_data(cfg.eval, strict=cfg.strict_data, limit=cfg.limit_eval) if cfg.eval else None
     if ev and cfg.labels: check_references(ev, cfg.labels, cfg.eval)  # the task metric would be made up otherwise
     if ev is not None: train = drop_overlap(train, ev, verbose=verbose)
@@ -281,6 +283,8 @@ def _save_checkpoint(self:IFTTrainer, model, trial):
     finally: self._get_output_dir = orig
     self.accelerator.wait_for_everyone()  # every process has written its part (each writes its own RNG state)
     if self.args.should_save:
+        if hasattr(self.data_collator, 'counts'):  # what the run has trained on so far: a resumed run's metrics count the whole run
+            write_atomic(Path(tmp)/name/'ift_counts.json', json.dumps(self.data_collator.counts()))
         put_in_place(os.path.join(tmp, name), os.path.join(real, name))
         shutil.rmtree(tmp, ignore_errors=True)
         rotate_checkpoints(output_dir=real, save_total_limit=self.args.save_total_limit, use_mtime=False)
@@ -353,6 +357,10 @@ class TokenCounter:
             return step(model, inputs, *args, **kwargs)
         trainer.training_step = training_step
         return trainer
+    def counts(self) -> dict: return dict(real=self.real, total=self.total, examples=self.examples)
+    def restore(self, d:dict):
+        "Go on counting from `counts()` saved with a checkpoint."
+        self.real, self.total, self.examples = d['real'], d['total'], d['examples']
     @property
     def padding_fraction(self) -> float: return 1 - self.real / self.total if self.total else 0.0
 
@@ -488,14 +496,18 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool, overwrite:bool=
     if first: cfg.to_yaml(out/'ift_config.yaml')  # the config this run trains with, recorded before its first checkpoint
     if last and verbose: print(f"resuming from {last}")
     start = json.loads((Path(last)/'trainer_state.json').read_text())['global_step'] if last else 0
-    t0 = time.time()
-    res = trainer.train(resume_from_checkpoint=last)
+    if last and (Path(last)/'ift_counts.json').is_file(): col.restore(json.loads((Path(last)/'ift_counts.json').read_text()))
+    real0 = col.real
+    t0, total = time.time(), trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
+    if last and start >= total:  # killed after its last checkpoint (in the final save): the Trainer would train a step more; the checkpoint is the run
+        trainer._load_from_checkpoint(last); trainer.state = TrainerState.load_from_json(str(Path(last)/'trainer_state.json')); res = None
+    else: res = trainer.train(resume_from_checkpoint=last)
     secs, ran = time.time() - t0, trainer.state.global_step - start  # ran: optimizer steps of this call (0: resumed at the end)
     if trainer.state.global_step == 0: raise DataError("trained 0 steps: nothing to save (check epochs, max_steps and the data)", cfg.train)
     metrics = dict(train_loss=res.training_loss if ran else None, steps=trainer.state.global_step, seconds=round(secs, 3),
                    train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last,
                    padding_fraction=col.padding_fraction if ran else None, real_tokens=col.real,
-                   real_tokens_per_second=round(col.real / secs, 1) if ran else None, examples_seen=col.examples)
+                   real_tokens_per_second=round((col.real - real0) / secs, 1) if ran else None, examples_seen=col.examples)
     if ev_ds is not None:  # the final eval metrics: from the log if training just evaluated at its last step, else now
         logged = {k: v for h in trainer.state.log_history if h.get('step') == trainer.state.global_step for k, v in h.items() if k.startswith('eval_')}
         metrics |= logged if 'eval_loss' in logged else trainer.evaluate()

@@ -286,6 +286,10 @@ CASES = {
                                                     words=['model.safetensors is cut short', 'training it again from its last checkpoint'],
                                                     then=lambda t, out, err: _assert(torch.equal(weights(t/'run')['model.norm.weight'], weights(_FINISHED)['model.norm.weight']))),
     'training answers outside labels': Case(['train', '{t}/c.yaml'], 2, ['1 of 3 training answers are not among the labels', '中性'], {'c.yaml': _over(CFG, 'labels: [正面, 负面]\ntrain: {t}/d.jsonl\n'), 'd.jsonl': ROWS + '{"instruction": "判断情感", "input": "一般", "output": "中性"}\n'}),
+    'killed in the final save: the resumed run counts the whole run': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=_with_ckpts, words=['resuming from'],
+        then=lambda t, out, err: _assert((lambda m: (m['steps'], m['examples_seen']) == (4, 16) and m['real_tokens'] > 0)(json.loads((t/'run'/'metrics.json').read_text())))),
+    'system prompts the template cannot show': Case(['train', '{t}/c.yaml'], 2, ['1 of 3 training records carry a system prompt', "template 'zh' has no place for"],
+        {'c.yaml': _over(CFG, 'train: {t}/d.jsonl\n'), 'd.jsonl': ROWS + '{"instruction": "判断情感", "input": "一般", "output": "正面", "system": "你是客服。"}\n'}),
     # inputs are never overwritten
     'bench --output-dir holds its data': Case(['bench', '--data', '{t}/b/train.jsonl', '--output-dir', '{t}/b'], 2, ['the output holds the data file'], {'b/train.jsonl': ROWS},
                                               then=lambda t, out, err: _assert((t/'b'/'train.jsonl').read_text() == ROWS)),
