@@ -417,7 +417,7 @@ def _atomic_save(model, tok, dest:Path):
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/05_train.ipynb #863dd546
-MAY_CHANGE = ('epochs', 'max_steps', 'logging_steps', 'eval_steps', 'save_steps', 'save_total_limit', 'resume', 'output_dir', 'device')  # a continued run may change these
+MAY_CHANGE = ('epochs', 'max_steps', 'save_total_limit', 'resume', 'output_dir', 'device')  # a continued run may change these (the Trainer restores its logging, evaluation and saving steps from the checkpoint)
 
 def recorded_changes(out, # a run folder
                      cfg:TrainConfig, # the config a new run into it has
@@ -478,6 +478,18 @@ def _clear_run(out:Path):
     for p in _checkpoints(out) + sorted(out.glob('skipped-checkpoint-*')): shutil.rmtree(p)
     for f in ('metrics.json', 'ift_config.yaml'): (out/f).unlink(missing_ok=True)
 
+# %% ../nbs/05_train.ipynb #c6a7c240
+def _train_from(trainer, col, last:str|None) -> tuple:
+    "Train from checkpoint `last` (None: from the start), with the counts of what was trained on restored; returns (the `train` result or None, the step it started at, the real tokens counted before)."
+    start = json.loads((Path(last)/'trainer_state.json').read_text())['global_step'] if last else 0
+    if last and (Path(last)/'ift_counts.json').is_file(): col.restore(json.loads((Path(last)/'ift_counts.json').read_text()))
+    total = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
+    if last and start >= total:  # killed after its last checkpoint (in the final save): the Trainer would train a step more; the checkpoint is the run
+        trainer._load_from_checkpoint(last); trainer.state = TrainerState.load_from_json(str(Path(last)/'trainer_state.json'))
+        return None, start, col.real
+    real0 = col.real
+    return trainer.train(resume_from_checkpoint=last), start, real0
+
 # %% ../nbs/05_train.ipynb #6a7c240b
 def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool, overwrite:bool=False) -> dict:
     set_seed(cfg.seed)
@@ -495,13 +507,8 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool, overwrite:bool=
     if overwrite and first: _clear_run(out)  # only now: a bad config, data file or model has left the old run as it was
     if first: cfg.to_yaml(out/'ift_config.yaml')  # the config this run trains with, recorded before its first checkpoint
     if last and verbose: print(f"resuming from {last}")
-    start = json.loads((Path(last)/'trainer_state.json').read_text())['global_step'] if last else 0
-    if last and (Path(last)/'ift_counts.json').is_file(): col.restore(json.loads((Path(last)/'ift_counts.json').read_text()))
-    real0 = col.real
-    t0, total = time.time(), trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
-    if last and start >= total:  # killed after its last checkpoint (in the final save): the Trainer would train a step more; the checkpoint is the run
-        trainer._load_from_checkpoint(last); trainer.state = TrainerState.load_from_json(str(Path(last)/'trainer_state.json')); res = None
-    else: res = trainer.train(resume_from_checkpoint=last)
+    t0 = time.time()
+    res, start, real0 = _train_from(trainer, col, last)
     secs, ran = time.time() - t0, trainer.state.global_step - start  # ran: optimizer steps of this call (0: resumed at the end)
     if trainer.state.global_step == 0: raise DataError("trained 0 steps: nothing to save (check epochs, max_steps and the data)", cfg.train)
     metrics = dict(train_loss=res.training_loss if ran else None, steps=trainer.state.global_step, seconds=round(secs, 3),

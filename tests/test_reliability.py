@@ -278,6 +278,7 @@ CASES = {
     # the run folder tells the truth
     'resume with a changed lr': _train('save_steps: 2\nmax_steps: 4\nlr: 0.1\n', prepare=_with_ckpts, words=['holds a run made with other settings (lr: 0.001 -> 0.1)', 'these may change: epochs'],
                                       then=lambda t, out, err: _assert((t/'run'/'checkpoint-4').is_dir() and 'lr: 0.001' in (t/'run'/'ift_config.yaml').read_text())),
+    'resume with a changed logging_steps': _train('save_steps: 2\nmax_steps: 4\nlogging_steps: 3\n', prepare=_with_ckpts, words=['holds a run made with other settings (logging_steps: 1 -> 3)']),  # the Trainer would keep the checkpoint's
     'finished run re-run with a changed lr': _train('save_steps: 2\nmax_steps: 4\nlr: 0.002\n', prepare=_finished, words=['holds a run made with other settings (lr: 0.001 -> 0.002)'], then=_unchanged),
     'finished run re-run with resume: false': _train('save_steps: 2\nmax_steps: 4\nresume: false\n', prepare=_finished, words=['holds a finished run that this one would replace'], then=_unchanged),
     '--overwrite with a bad training file': _train('save_steps: 2\nmax_steps: 4\ntrain: {t}/missing.jsonl\n', '--overwrite', prepare=_finished, light=False, words=['missing.jsonl: no such file'],
