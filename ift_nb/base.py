@@ -201,8 +201,9 @@ def check_finite(model, # a torch module
 
 # %% ../nbs/00_base.ipynb #c0a1b2d5
 def _looks_local(s:str) -> bool:
-    "A path rather than a hub name (`org/name`): absolute, ./ or ../ or ~, or more than one folder deep."
-    return Path(s).is_absolute() or s.startswith(('.', '~')) or s.replace('\\', '/').count('/') > 1
+    "A path rather than a hub name (`org/name`): absolute, ./ or ../ or ~, more than one folder deep, or under a folder that is here (runs/sent)."
+    p = s.replace('\\', '/')
+    return Path(s).is_absolute() or s.startswith(('.', '~')) or p.count('/') > 1 or ('/' in p and Path(p.split('/')[0]).is_dir())
 
 def model_folder_problem(path, # a local model folder
                         ) -> str|None:

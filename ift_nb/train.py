@@ -254,6 +254,7 @@ class IFTTrainer(Trainer):
         self.answer_logits_only = answer_logits_only and keeps_logits(self.model)
         self.task_records, self.task_labels, self.template = (task_records or [])[:task_eval_size], task_labels, template
         self.max_length = max_length  # the task metric sees inputs cut like in training
+        self.loss_before = None  # summed training loss of the steps before a resume (`_train_from`)
         quiet(self)  # no per-step log dicts under tests / IFT_NB_QUIET
 
     def task_metric(self) -> dict:
@@ -283,8 +284,9 @@ def _save_checkpoint(self:IFTTrainer, model, trial):
     finally: self._get_output_dir = orig
     self.accelerator.wait_for_everyone()  # every process has written its part (each writes its own RNG state)
     if self.args.should_save:
-        if hasattr(self.data_collator, 'counts'):  # what the run has trained on so far: a resumed run's metrics count the whole run
-            write_atomic(Path(tmp)/name/'ift_counts.json', json.dumps(self.data_collator.counts()))
+        if hasattr(self.data_collator, 'counts'):  # what the run has trained on so far, and its summed loss: a resumed run's metrics count the whole run
+            loss_sum = (self.loss_before or 0.0) + getattr(self, '_total_loss_scalar', 0.0) + float(getattr(self, '_tr_loss', 0.0))
+            write_atomic(Path(tmp)/name/'ift_counts.json', json.dumps(self.data_collator.counts() | dict(loss_sum=loss_sum)))
         put_in_place(os.path.join(tmp, name), os.path.join(real, name))
         shutil.rmtree(tmp, ignore_errors=True)
         rotate_checkpoints(output_dir=real, save_total_limit=self.args.save_total_limit, use_mtime=False)
@@ -480,9 +482,10 @@ def _clear_run(out:Path):
 
 # %% ../nbs/05_train.ipynb #c6a7c240
 def _train_from(trainer, col, last:str|None) -> tuple:
-    "Train from checkpoint `last` (None: from the start), with the counts of what was trained on restored; returns (the `train` result or None, the step it started at, the real tokens counted before)."
+    "Train from checkpoint `last` (None: from the start), with the counts of what was trained on and the summed loss restored; returns (the `train` result or None, the step it started at, the real tokens counted before)."
     start = json.loads((Path(last)/'trainer_state.json').read_text())['global_step'] if last else 0
-    if last and (Path(last)/'ift_counts.json').is_file(): col.restore(json.loads((Path(last)/'ift_counts.json').read_text()))
+    if last and (Path(last)/'ift_counts.json').is_file():
+        d = json.loads((Path(last)/'ift_counts.json').read_text()); col.restore(d); trainer.loss_before = d.get('loss_sum')
     total = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
     if last and start >= total:  # killed after its last checkpoint (in the final save): the Trainer would train a step more; the checkpoint is the run
         trainer._load_from_checkpoint(last); trainer.state = TrainerState.load_from_json(str(Path(last)/'trainer_state.json'))
@@ -511,7 +514,9 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool, overwrite:bool=
     res, start, real0 = _train_from(trainer, col, last)
     secs, ran = time.time() - t0, trainer.state.global_step - start  # ran: optimizer steps of this call (0: resumed at the end)
     if trainer.state.global_step == 0: raise DataError("trained 0 steps: nothing to save (check epochs, max_steps and the data)", cfg.train)
-    metrics = dict(train_loss=res.training_loss if ran else None, steps=trainer.state.global_step, seconds=round(secs, 3),
+    before = trainer.loss_before if last else 0.0  # the summed loss of the steps before this call (None: a checkpoint without it)
+    train_loss = (before + (res.training_loss * ran if ran else 0.0)) / trainer.state.global_step if before is not None else (res.training_loss if ran else None)
+    metrics = dict(train_loss=train_loss, steps=trainer.state.global_step, seconds=round(secs, 3),
                    train_examples=len(tr_ds), tokens_seen=int(trainer.state.num_input_tokens_seen or 0), resumed_from=last,
                    padding_fraction=col.padding_fraction if ran else None, real_tokens=col.real,
                    real_tokens_per_second=round((col.real - real0) / secs, 1) if ran else None, examples_seen=col.examples)

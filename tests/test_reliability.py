@@ -83,6 +83,9 @@ def test_sigkill_at_random_step_then_resume_is_bit_identical(tmp_path):
     assert r.returncode == 0 and 'resuming from' in r.stdout, r.stdout[-1000:] + r.stderr[-1000:]
     wa, wb = weights(tmp_path/'a'), weights(tmp_path/'b')
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma, mb = (json.loads((tmp_path/d/'metrics.json').read_text()) for d in 'ab')
+    assert (mb['steps'], mb['examples_seen'], mb['real_tokens']) == (ma['steps'], ma['examples_seen'], ma['real_tokens']), (ma, mb)  # the whole run counted
+    assert abs(mb['train_loss'] - ma['train_loss']) < 1e-5 * abs(ma['train_loss']), (ma['train_loss'], mb['train_loss'])
 
 def test_same_seed_same_losses(tmp_path):
     hist = []
@@ -288,7 +291,8 @@ CASES = {
                                                     then=lambda t, out, err: _assert(torch.equal(weights(t/'run')['model.norm.weight'], weights(_FINISHED)['model.norm.weight']))),
     'training answers outside labels': Case(['train', '{t}/c.yaml'], 2, ['1 of 3 training answers are not among the labels', '中性'], {'c.yaml': _over(CFG, 'labels: [正面, 负面]\ntrain: {t}/d.jsonl\n'), 'd.jsonl': ROWS + '{"instruction": "判断情感", "input": "一般", "output": "中性"}\n'}),
     'killed in the final save: the resumed run counts the whole run': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=_with_ckpts, words=['resuming from'],
-        then=lambda t, out, err: _assert((lambda m: (m['steps'], m['examples_seen']) == (4, 16) and m['real_tokens'] > 0)(json.loads((t/'run'/'metrics.json').read_text())))),
+        then=lambda t, out, err: _assert((lambda m, f: (m['steps'], m['examples_seen'], m['real_tokens']) == (4, 16, f['real_tokens']) and abs(m['train_loss'] - f['train_loss']) < 1e-6)(
+            json.loads((t/'run'/'metrics.json').read_text()), json.loads((_FINISHED/'metrics.json').read_text())))),
     'system prompts the template cannot show': Case(['train', '{t}/c.yaml'], 2, ['1 of 3 training records carry a system prompt', "template 'zh' has no place for"],
         {'c.yaml': _over(CFG, 'train: {t}/d.jsonl\n'), 'd.jsonl': ROWS + '{"instruction": "判断情感", "input": "一般", "output": "正面", "system": "你是客服。"}\n'}),
     # inputs are never overwritten
