@@ -358,7 +358,8 @@ class ApiRenderer:
             hlp = fmt._expand_help(a) if a.help else ''
             if a.choices: hlp = (hlp + '; ' if hlp else '') + 'one of ' + ', '.join(f'`{c}`' for c in a.choices)
             if a.required and a.option_strings: hlp = 'required' + ('; ' + hlp if hlp else '')
-            rows.append([f'<code>{html.escape(opt)}</code>', f'<code>{html.escape(dflt)}</code>' if dflt else '', self.md_inline(hlp)])
+            opt = html.escape(opt).replace(', ', ',<br>').replace('-', '-<wbr>')  # an option and its Hugging Face name on lines of their own; long names may wrap at a hyphen
+            rows.append([f'<code>{opt}</code>', f'<code>{html.escape(dflt)}</code>' if dflt else '', self.md_inline(hlp)])
         return sp.format_usage().replace('usage: ', '').strip(), rows
 
 # ---------------------------------------------------------------- notebooks to Markdown pages
