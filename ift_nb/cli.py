@@ -19,7 +19,7 @@ from .data import DataError, load_records, load_data, save_records, tokenize_dat
 from .train import TrainConfig, train, field_kind
 from .execute import evaluate_classification, evaluate_generation, generate, classify
 from .checks import check_values, check_references, writable_file, rules_of, RULES, not_an_input
-from .bench import BenchConfig
+from .bench import BenchConfig, run_bench
 from .base import write_atomic
 
 # %% ../nbs/11_cli.ipynb #92ddd097
@@ -304,7 +304,6 @@ def parser() -> argparse.ArgumentParser:
 def cmd_bench(a, # the parsed command-line arguments
              ):
     "Train the same model with every system in its own process and print speed, padding, memory, MFU and held-out loss (`run_bench`)."
-    from ift_nb.bench import run_bench  # imported here: `ift_nb train` does not run it
     kw = given_settings(a, BenchConfig, _BENCH_NAMES)
     if kw.get('device') == 'auto': kw['device'] = None
     cfg = BenchConfig(**kw)

@@ -445,11 +445,11 @@ def finished_run(out, # the run's output folder
                 ) -> dict|None:
     "The metrics of the finished run in `out` if `cfg` made it (the same fields but `resume` and `output_dir`: a folder may move) and its weights are whole and finite, else None."
     out = Path(out)
-    if not ((out/'metrics.json').is_file() and (out/'ift_config.yaml').is_file()) or weights_problem(out): return None
+    if not ((out/'metrics.json').is_file() and (out/'ift_config.yaml').is_file()): return None
     try: old, metrics = TrainConfig.from_yaml(out/'ift_config.yaml'), json.loads((out/'metrics.json').read_text(encoding='utf-8'))
     except (ValueError, OSError): return None
     same = lambda c: {k: v for k, v in asdict(c).items() if k not in ('resume', 'output_dir')}
-    return metrics if same(old) == same(cfg) else None
+    return metrics if same(old) == same(cfg) and not weights_problem(out) else None  # the weights (a full read) only for the same config
 
 # %% ../nbs/05_train.ipynb #c5f1e2a1
 def _check_weights(model, out, step:int, what:str):
