@@ -144,6 +144,12 @@ def text_segments(text:str):
     lines, out, i, buf = text.split('\n'), [], 0, []
     while i < len(lines):
         best = None
+        if lines[i].startswith('|') and i + 1 < len(lines) and re.fullmatch(r'\|[-:| ]+\|', lines[i+1].strip()):  # a Markdown table (`md_table`)
+            k = i + 2
+            while k < len(lines) and lines[k].startswith('|'): k += 1
+            cells = lambda l: [c.strip() for c in l.strip().strip('|').split('|')]
+            if buf: out.append(('pre', '\n'.join(buf))); buf = []
+            out.append(('table', cells(lines[i]), [cells(l) for l in lines[i+2:k]])); i = k; continue
         ind = len(lines[i]) - len(lines[i].lstrip())
         if i + 1 < len(lines) and lines[i+1].strip():  # a header over a nameless first column starts further right
             ind = min(ind, len(lines[i+1]) - len(lines[i+1].lstrip()))

@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES', 'CACHE_VERSION', 'BASE_PRESETS', 'NAMED_BASES',
-           'get_device', 'use_bf16', 'default_dtype', 'cpu_name', 'show_progress', 'embedded_path', 'shared_data_dir',
-           'embedded_corpus', 'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config', 'count_params',
-           'BaseModelError', 'safetensors_problem', 'check_finite', 'model_folder_problem', 'load_tokenizer',
-           'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain', 'put_in_place',
-           'replacing', 'atomic_dir', 'write_atomic', 'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info',
-           'preset_path', 'text_nll', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
-           'plot_loss']
+           'get_device', 'use_bf16', 'default_dtype', 'cpu_name', 'show_progress', 'md_table', 'embedded_path',
+           'shared_data_dir', 'embedded_corpus', 'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config',
+           'count_params', 'BaseModelError', 'safetensors_problem', 'check_finite', 'model_folder_problem',
+           'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain',
+           'put_in_place', 'replacing', 'atomic_dir', 'write_atomic', 'cache_dir', 'base_model_key', 'base_model_path',
+           'pretrain_info', 'preset_path', 'text_nll', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char',
+           'use_cjk_font', 'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
 import hashlib, importlib, json, os, shutil, tempfile, time, warnings
@@ -58,6 +58,18 @@ def show_progress():
     (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
     (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
     return show
+
+# %% ../nbs/00_base.ipynb #c6ad51ed
+def md_table(rows:list, # one tuple per row
+             head:tuple, # the column names
+             fmt:str='.4f', # how floats are written
+            ) -> str:
+    "A Markdown table of `rows`, columns padded to line up as text too."
+    cells = [list(map(str, head))] + [[format(v, fmt) if isinstance(v, float) else str(v) for v in r] for r in rows]
+    if any(len(r) != len(head) for r in cells): raise ValueError(f"every row needs {len(head)} cells: {[r for r in cells if len(r) != len(head)][0]}")
+    w = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    line = lambda r: '| ' + ' | '.join(c.ljust(w[i]) for i, c in enumerate(r)) + ' |'
+    return '\n'.join([line(cells[0]), '|' + '|'.join('-' * (x + 2) for x in w) + '|'] + [line(r) for r in cells[1:]])
 
 # %% ../nbs/00_base.ipynb #17504e6f
 def embedded_path(name:str # file name inside the package's `data/` folder

@@ -140,21 +140,27 @@ def matmul_peak(n:int=2048, # the matrices' size
     return 2 * n**3 / best / 1e9
 
 # %% ../nbs/10_bench.ipynb #c63debef
-def _run_ift(cfg, kw, out) -> dict:
-    from ift_nb.train import TrainConfig, train
-    m = train(TrainConfig(model=cfg.model, train=str(Path(cfg.output_dir)/'train.jsonl'), template=cfg.template, max_length=cfg.max_length,
-                          output_dir=str(out), max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                          logging_steps=1, resume=False, device=cfg.device, optim='adamw_torch', **kw, **cfg.lora()), verbose=False, overwrite=True)
-    return dict(seconds=m['seconds'], real_tokens=m['real_tokens'], padding_fraction=m['padding_fraction'], examples_seen=m['examples_seen'])
+def _run_ift(cfg, kw, out):
+    "Train with ift_nb; the result, and a function that runs its evaluation on eval.jsonl (seconds)."
+    from ift_nb.train import TrainConfig, train, evaluate_records
+    tc = TrainConfig(model=cfg.model, train=str(Path(cfg.output_dir)/'train.jsonl'), template=cfg.template, max_length=cfg.max_length,
+                     output_dir=str(out), max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                     logging_steps=1, resume=False, device=cfg.device, optim='adamw_torch', **kw, **cfg.lora())
+    m = train(tc, verbose=False, overwrite=True)
+    def evaluation():
+        model, tok = load_model(out, device=get_device(cfg.device), dtype=torch.float32), load_tokenizer(out)
+        return evaluate_records(model, tok, load_records(Path(cfg.output_dir)/'eval.jsonl'), tc)['eval_runtime']
+    return dict(seconds=m['seconds'], real_tokens=m['real_tokens'], padding_fraction=m['padding_fraction'], examples_seen=m['examples_seen']), evaluation
 
-def _run_trl(cfg, kw, out) -> dict:
+def _run_trl(cfg, kw, out):
+    "Train with TRL's `SFTTrainer`; the result, and a function that runs its evaluation on eval.jsonl (seconds)."
     import datasets
     from trl import SFTConfig, SFTTrainer
     path, dev = resolve_model(cfg.model), get_device(cfg.device)
     tok, model = load_tokenizer(path), load_model(path, device='cpu', dtype=torch.float32)
-    recs = load_records(Path(cfg.output_dir)/'train.jsonl')
-    ds = datasets.Dataset.from_list([dict(prompt=prompt_text(r, tok, cfg.template), completion=r.output) for r in recs])
-    args = SFTConfig(output_dir=str(out), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
+    ds, ev = (datasets.Dataset.from_list([dict(prompt=prompt_text(r, tok, cfg.template), completion=r.output) for r in load_records(Path(cfg.output_dir)/f)])
+              for f in ('train.jsonl', 'eval.jsonl'))
+    args = SFTConfig(output_dir=str(out), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                      lr_scheduler_type='cosine', warmup_steps=0.05, optim='adamw_torch', weight_decay=0.0, seed=cfg.seed, data_seed=cfg.seed,
                      bf16=use_bf16(dev), fp16=False, use_cpu=dev.type == 'cpu', max_length=cfg.max_length, completion_only_loss=True,
                      packing=kw['packing'], gradient_checkpointing=kw.get('gradient_checkpointing', False),
@@ -163,11 +169,12 @@ def _run_trl(cfg, kw, out) -> dict:
     if cfg.lora_r:
         from peft import LoraConfig
         lk = cfg.lora(); peft = LoraConfig(r=lk['lora_r'], lora_alpha=lk['lora_alpha'], lora_dropout=0.0, target_modules=lk['lora_targets'], task_type='CAUSAL_LM')
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, eval_dataset=ev, processing_class=tok, peft_config=peft)
     col = TokenCounter(trainer.data_collator); col.attach(trainer)  # counts the batches TRL trains on
     t0 = time.time(); trainer.train(); secs = time.time() - t0
     (trainer.model.merge_and_unload() if peft else trainer.model).save_pretrained(str(out)); tok.save_pretrained(str(out))  # merged, as ift_nb saves it
-    return dict(seconds=round(secs, 3), real_tokens=col.real, padding_fraction=col.padding_fraction, examples_seen=col.examples)
+    return (dict(seconds=round(secs, 3), real_tokens=col.real, padding_fraction=col.padding_fraction, examples_seen=col.examples),
+            lambda: trainer.evaluate()['eval_runtime'])
 
 # %% ../nbs/10_bench.ipynb #331d7f6f
 def _rss_mb() -> float:
@@ -183,12 +190,13 @@ def run_system(system:str, # a name in `IFT_SYSTEMS` or `TRL_SYSTEMS`
     if system in TRL_SYSTEMS: import trl.trainer.sft_trainer
     dev, rss0 = get_device(cfg.device), _rss_mb()
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats()
-    if system in IFT_SYSTEMS: r = _run_ift(cfg, IFT_SYSTEMS[system], out)
-    elif system in TRL_SYSTEMS: r = _run_trl(cfg, TRL_SYSTEMS[system], out)
+    if system in IFT_SYSTEMS: r, evaluation = _run_ift(cfg, IFT_SYSTEMS[system], out)
+    elif system in TRL_SYSTEMS: r, evaluation = _run_trl(cfg, TRL_SYSTEMS[system], out)
     else: raise ValueError(f"unknown system {system!r}; choose from {list(IFT_SYSTEMS) + list(TRL_SYSTEMS)}")
     r['memory_mb'] = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda'
                       else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)
     r['real_tokens_per_second'] = r['real_tokens'] / r['seconds']
+    r['eval_seconds_per_record'] = evaluation() / cfg.n_eval  # after the memory reading: training's peak is the one reported
     model = load_model(out, device=dev, dtype=torch.float32)
     r['eval_loss'] = held_out_loss(model, load_tokenizer(out), load_records(Path(cfg.output_dir)/'eval.jsonl'), cfg.template)
     return r
@@ -333,10 +341,10 @@ def bench_table(res:dict, # what `run_bench` returned (or its results.json)
     "The results of `run_bench` as text: one line per system, ratios against the fastest TRL system; label scoring against generation."
     sy = res['systems']
     trl = max((s for s in sy if s in TRL_SYSTEMS), key=lambda s: sy[s]['real_tokens_per_second'], default=None)
-    head = f"{'system':18} {'real tok/s':>10} {'padding':>8} {'MFU':>6} {'memory MiB':>10} {'examples':>8} {'held-out loss':>13}"
+    head = f"{'system':18} {'real tok/s':>10} {'padding':>8} {'MFU':>6} {'memory MiB':>10} {'examples':>8} {'held-out loss':>13} {'eval s/record':>13}"
     rows = [head + (f"   speed / {trl}   memory / {trl}" if trl else '')]
     for s, r in sy.items():
-        line = f"{s:18} {r['real_tokens_per_second']:10.0f} {r['padding_fraction']:8.1%} {r['mfu']:6.1%} {r['memory_mb']:10.0f} {r['examples_seen']:8d} {r['eval_loss']:13.4f}"
+        line = f"{s:18} {r['real_tokens_per_second']:10.0f} {r['padding_fraction']:8.1%} {r['mfu']:6.1%} {r['memory_mb']:10.0f} {r['examples_seen']:8d} {r['eval_loss']:13.4f} {r['eval_seconds_per_record']:13.4f}"
         if trl: line += f"   {r['real_tokens_per_second'] / sy[trl]['real_tokens_per_second']:{9 + len(trl)}.2f}x {r['memory_mb'] / sy[trl]['memory_mb']:{10 + len(trl)}.2f}x"
         rows.append(line)
     rows += [f"{s:18} skipped: {why}" for s, why in res.get('skipped', {}).items()]

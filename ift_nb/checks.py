@@ -125,12 +125,12 @@ def _rule_words(r) -> str:
 
 def settings_table(cls) -> str:
     "A Markdown table of the settings of dataclass `cls`: name (and Hugging Face alias), type, default, allowed values, help."
-    rules, rows = rules_of(cls), ['| setting | type | default | allowed | what it does |', '|---|---|---|---|---|']
+    rules, rows = rules_of(cls), []
     for f in fields(cls):
         t = str(f.type).replace("<class '", '').replace("'>", '').replace(' | None', ' or none')
         name = f"`{f.name}`" + (f" (`{f.metadata['alias']}`)" if f.metadata.get('alias') else '')
-        rows.append(f"| {name} | {t} | `{f.default!r}` | {_rule_words(rules.get(f.name))} | {f.metadata.get('help', '')} |")
-    return '\n'.join(rows)
+        rows.append((name, t, f"`{f.default!r}`", _rule_words(rules.get(f.name)), f.metadata.get('help', '')))
+    return md_table(rows, ('setting', 'type', 'default', 'allowed', 'what it does'))
 
 # %% ../nbs/02a_checks.ipynb #8a75d0af
 def check_references(records:list, # records whose `output` is the reference answer

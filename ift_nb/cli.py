@@ -10,14 +10,14 @@ __all__ = ['DEMO_RECIPES', 'DEMO_MODEL', 'DEMO_TASKS', 'cmd_pretrain', 'cmd_chec
 # %% ../nbs/11_cli.ipynb #40c58ec7
 import argparse, contextlib, errno, json, os, sys, traceback
 from dataclasses import fields, MISSING
-import yaml
+import torch, yaml
 from pathlib import Path
 
 # %% ../nbs/11_cli.ipynb #68a550cd
-from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError
+from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table
 from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record
 from .train import TrainConfig, train, field_kind
-from .execute import evaluate_classification, evaluate_generation, generate, classify
+from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model
 from .checks import check_values, check_references, writable_file, rules_of, RULES, not_an_input
 from .bench import BenchConfig, run_bench
 from .base import write_atomic
@@ -61,13 +61,6 @@ def cmd_check(a, # the parsed command-line arguments
     return 0
 
 # %% ../nbs/11_cli.ipynb #957311b0
-def _table(rows:list[tuple], head=('metric', 'value')) -> str:
-    "A plain text table."
-    rows = [tuple(map(str, head))] + [tuple(f'{v:.4f}' if isinstance(v, float) else str(v) for v in r) for r in rows]
-    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    line = lambda r: '  '.join(c.ljust(w[i]) for i, c in enumerate(r))
-    return '\n'.join([line(rows[0]), '  '.join('-' * x for x in w)] + [line(r) for r in rows[1:]])
-
 def cmd_train(a, # the parsed command-line arguments
              ):
     "Run `train` on a YAML config and/or options and print the final metrics."
@@ -82,7 +75,7 @@ def cmd_train(a, # the parsed command-line arguments
     m = train(cfg, verbose=first, overwrite=a.overwrite)
     if first:
         if not m.get('already_complete'): print(f"model saved to {cfg.output_dir}")
-        print(_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from', 'already_complete') and v is not None]))
+        print(md_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from', 'already_complete') and v is not None], ('metric', 'value')))
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # a torchrun process whose work is done and written (`train` waits for that):
         sys.stdout.flush(); sys.stderr.flush()      # exit without tearing down torch's distributed threads, which aborts 1 run in 20 or so
         os._exit(0)
@@ -105,6 +98,12 @@ def _eval_records(a, answers=True):
     if not recs: raise DataError("no records to evaluate", a.data)
     return recs
 
+def _inference_model(a):
+    "The model and tokenizer `eval` and `predict` answer with: loaded on the default device, or on the CPU in int8 (`--int8`)."
+    if not a.int8: return load_base(resolve_model(a.model))
+    model, tok = load_base(resolve_model(a.model), device='cpu', dtype=torch.float32)
+    return int8_model(model), tok
+
 def _line(r:Record, i:int) -> int:
     "The line (or item) of the source that record `r` came from; its position when it has no source."
     try: return int(r.source.rsplit(':', 1)[1])
@@ -117,14 +116,14 @@ def cmd_eval(a, # the parsed command-line arguments
     if a.out: writable_file(not_an_input(a.out, {'--data file': a.data, '--model folder': a.model}), '--out')
     recs, labels = _eval_records(a), _labels(a.labels)  # the data before the model: a data error costs no model load
     if labels: check_references(recs, labels, a.data)
-    model, tok = load_base(resolve_model(a.model))
+    model, tok = _inference_model(a)
     if labels:
         r = evaluate_classification(model, tok, recs, labels, a.template, method=a.method, batch_size=a.batch_size)
         rows = [('accuracy', r['accuracy']), ('macro_f1', r['macro_f1']), ('unparsable', r['unparsable']), ('n', r['n'])]
     else:
         r = evaluate_generation(model, tok, recs, a.template, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
         rows = [(k, r[k]) for k in ('rouge1', 'rouge2', 'rougeL', 'empty', 'n')]
-    print(_table(rows))
+    print(md_table(rows, ('metric', 'value')))
     if a.out: write_atomic(a.out, json.dumps(r, ensure_ascii=False, indent=1))
     return 0
 
@@ -135,7 +134,7 @@ def cmd_predict(a, # the parsed command-line arguments
     if a.out: writable_file(not_an_input(a.out, {'--data file': a.data, '--model folder': a.model}), '--out')
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the predictions and nothing else
         recs, labels = _eval_records(a, answers=False), _labels(a.labels)
-        model, tok = load_base(resolve_model(a.model))
+        model, tok = _inference_model(a)
         preds = (classify(model, tok, recs, labels, a.template, batch_size=a.batch_size) if labels
                  else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size))
     rows = [dict(line=_line(r, i), instruction=r.instruction, input=r.input, prediction=p, reference=r.output or None) for i, (r, p) in enumerate(zip(recs, preds))]
@@ -190,7 +189,7 @@ def demo(output_dir='runs/demo', # where the data split, the model and demo.json
     print('measuring the fine-tuned model...')
     after = _measure(ft, ft_tok, tests)
     print(f"trained {m['steps']} steps in {m['seconds']}s (final training loss {m['train_loss']:.3f}); model in {cfg.output_dir}\n")
-    print(_table([(n, before[n][0], before[n][1], after[n][1]) for n in before], head=('held-out task', 'metric', 'base model', 'after IFT')))
+    print(md_table([(n, before[n][0], before[n][1], after[n][1]) for n in before], ('held-out task', 'metric', 'base model', 'after IFT')))
     (out/'demo.json').write_text(json.dumps(dict(model=model, before=before, after=after, train=m['steps'], seconds=m['seconds']), ensure_ascii=False, indent=1))
     return 0
 
@@ -268,6 +267,7 @@ def _add_eval_predict(sub):
         e.add_argument('--max-new-tokens', type=int, default=64)
         e.add_argument('--lenient', action='store_true', help='skip bad rows (counted and reported)')
         e.add_argument('--out', default=None, help='write results (JSON) / predictions (JSONL) here')
+        e.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only): faster, answers may differ (measured in the throughput chapter)")
         if name == 'eval': e.add_argument('--method', default='score', choices=['score', 'generate'])
         e.set_defaults(func=func)
 

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['prompt_text', 'encode_prompt', 'length_batches', 'stop_ids', 'generate', 'score_labels', 'answers_batch',
-           'score_labels_shared', 'classify', 'parse_label', 'generate_and_parse', 'load_metric',
+           'score_labels_shared', 'classify', 'int8_model', 'parse_label', 'generate_and_parse', 'load_metric',
            'evaluate_classification', 'evaluate_generation', 'plot_confusion', 'plot_before_after']
 
 # %% ../nbs/04_execute.ipynb #31ae55d9
-import os, hashlib, functools, warnings
+import os, copy, hashlib, functools, warnings
 import torch
 from tqdm.auto import tqdm
 
@@ -204,6 +204,18 @@ def classify(model, # a causal LM
     if bad := (~torch.isfinite(scores).all(1)).nonzero().flatten().tolist():  # argmax of a NaN row would name a label all the same
         raise FloatingPointError(f"{len(bad)} of {len(records)} records got a NaN or infinite label score (first: {records[bad[0]].source or 'record ' + str(bad[0])}); the model's outputs are not finite")
     return [labels[i] for i in scores.argmax(1).tolist()]
+
+# %% ../nbs/04_execute.ipynb #a5663195
+def int8_model(model, # a causal LM in fp32 on the CPU
+               keep:tuple=('lm_head',), # names of linear layers kept in fp32 (the output layer)
+              ):
+    "A copy of `model` for CPU inference with its linear layers (but `keep`) in dynamic int8, weights per output channel."
+    from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
+    if model.device.type != 'cpu': raise ValueError(f"int8 inference runs on the CPU; the model is on {model.device}")
+    names = {n: per_channel_dynamic_qconfig for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split('.')[-1] not in keep}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # PyTorch's notice that torchao will replace this API
+        return quantize_dynamic(copy.deepcopy(model).eval(), names, dtype=torch.qint8)
 
 # %% ../nbs/04_execute.ipynb #ef0f1d62
 def parse_label(text:str, # a generated answer

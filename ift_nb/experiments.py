@@ -34,8 +34,9 @@ def provenance(seed=None, # the run's seed, when it has one
               ) -> dict:
     "Where and when a result was made: commit, date, CPU model and cores, torch and transformers versions, GPU if any."
     import transformers
-    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError): commit = None
+    git = lambda *a: subprocess.run(['git', *a], capture_output=True, text=True, timeout=10).stdout.strip()
+    try: commit = (git('rev-parse', '--short', 'HEAD') or None) and git('rev-parse', '--short', 'HEAD') + ('+changes' if git('status', '--porcelain', '--untracked-files=no') else '')
+    except (OSError, subprocess.SubprocessError): commit = None  # '+changes': the working tree differed from the commit
     return dict(commit=commit, date=time.strftime('%Y-%m-%d %H:%M:%S %z'), cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__,
                 transformers=transformers.__version__, gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, seed=seed, **extra)
 
@@ -49,7 +50,7 @@ def cached(path, # the JSON file that keeps the result (with its provenance)
         d = json.loads(p.read_text(encoding='utf-8'))
         return d['result'] if isinstance(d, dict) and set(d) == {'result', 'provenance'} else d  # older files: the bare result
     t = time.time(); res = fn()
-    doc = json.dumps(dict(result=res, provenance=provenance(seed, wall_s=round(time.time() - t, 1))), ensure_ascii=False, indent=1)
+    doc = json.dumps(dict(result=res, provenance=provenance(seed, made_by=getattr(fn, '__qualname__', repr(fn)), wall_s=round(time.time() - t, 1))), ensure_ascii=False, indent=1)
     p.parent.mkdir(parents=True, exist_ok=True); write_atomic(p, doc)
     return json.loads(doc)['result']  # the same types as a later read (tuples become lists)
 

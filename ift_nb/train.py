@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['MAY_CHANGE', 'RunConfig', 'TrainConfig', 'field_kind', 'read_yaml', 'add_lora', 'prepare_data', 'freeze_embeddings',
-           'token_accuracy', 'IFTTrainer', 'training_args', 'TokenCounter', 'checkpoint_problem', 'resume_point',
-           'last_checkpoint', 'last_good_checkpoint', 'recorded_changes', 'weights_problem', 'finished_run', 'train',
-           'plot_history']
+           'token_accuracy', 'IFTTrainer', 'training_args', 'evaluate_records', 'TokenCounter', 'checkpoint_problem',
+           'resume_point', 'last_checkpoint', 'last_good_checkpoint', 'recorded_changes', 'weights_problem',
+           'finished_run', 'train', 'plot_history']
 
 # %% ../nbs/05_train.ipynb #f41127a1
 import json, os, shutil, sys, tempfile, time, typing, warnings, zipfile
@@ -226,9 +226,15 @@ def freeze_embeddings(model, # a causal LM
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/05_train.ipynb #65af8965
-def _argmax_logits(logits, labels):
-    "Keep only each position's argmax during evaluation (not the full logits)."
-    return (logits[0] if isinstance(logits, tuple) else logits).argmax(-1)
+def _argmax_logits(logits, # full (batch, seq, vocab) logits, or (rows, vocab) at `answer_positions(labels)` only
+                   labels, # (batch, seq) labels of the batch
+                  ) -> torch.Tensor:
+    "Each position's argmax during evaluation (never the full logits kept); positions without logits get `IGNORE_INDEX`."
+    x = logits[0] if isinstance(logits, tuple) else logits
+    if x.shape[:-1] == labels.shape: return x.argmax(-1)
+    preds = torch.full_like(labels, IGNORE_INDEX)
+    preds[answer_positions(labels)] = x.reshape(-1, x.shape[-1]).argmax(-1)
+    return preds
 
 def token_accuracy(eval_pred, # the `Trainer`'s `EvalPrediction`: predicted token ids and label ids
                   ) -> dict:
@@ -247,7 +253,7 @@ class IFTTrainer(Trainer):
                  template='zh', # the prompt template of the run
                  task_eval_size=200, # at most this many task records
                  max_length=512, # inputs cut as in training
-                 answer_logits_only:bool=True, # in training, logits only where the loss needs them (`answer_positions`)
+                 answer_logits_only:bool=True, # logits only where the loss needs them (`answer_positions`), in training and evaluation
                  **kwargs):
         super().__init__(*args, compute_loss_func=lambda out, labels, num_items_in_batch=None: answer_loss_at(out.logits, labels, num_items_in_batch),
                          preprocess_logits_for_metrics=_argmax_logits, compute_metrics=token_accuracy, **kwargs)
@@ -295,8 +301,8 @@ def _save_checkpoint(self:IFTTrainer, model, trial):
 # %% ../nbs/05_train.ipynb #ece3fa18
 @patch
 def compute_loss(self:IFTTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
-    "The answer loss (from the logits at the answer positions only, in training); a NaN or infinite loss stops training with the step and the last good checkpoint named."
-    if self.answer_logits_only and model.training and not return_outputs and 'labels' in inputs:
+    "The answer loss from the logits at the answer positions only (in training and evaluation); a NaN or infinite loss stops training with the step and the last good checkpoint named."
+    if self.answer_logits_only and 'labels' in inputs:  # evaluation's argmax is taken at these positions too (`_argmax_logits`)
         inputs = {**inputs, 'logits_to_keep': answer_positions(inputs['labels'])}
     out = super(IFTTrainer, self).compute_loss(model, inputs, return_outputs, num_items_in_batch)
     loss = out[0] if return_outputs else out
@@ -332,6 +338,17 @@ def training_args(cfg:TrainConfig, # the run
         save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit,
         remove_unused_columns=False, save_only_model=False, include_num_input_tokens_seen=True,
         train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
+
+# %% ../nbs/05_train.ipynb #f7e31842
+def evaluate_records(model, # a causal LM (the trained one)
+                     tok, # its tokenizer
+                     records:list, # held-out records with answers
+                     cfg:TrainConfig, # the run's config: template, max_length, batch size, device, `answer_logits_only`
+                    ) -> dict:
+    "The `Trainer`'s evaluation of `records` as a run of `cfg` computes it at its end: eval loss, token accuracy and runtime (no task metric)."
+    ds = tokenize_dataset(records, tok, cfg.template, cfg.max_length, verbose=False).remove_columns(['truncated'])
+    return IFTTrainer(model=model, args=training_args(cfg, has_eval=True), eval_dataset=ds, data_collator=Collator(tok.pad_token_id),
+                      processing_class=tok, answer_logits_only=cfg.answer_logits_only).evaluate()
 
 # %% ../nbs/05_train.ipynb #43b40140
 def _fingerprint(ids:torch.Tensor) -> tuple: return tuple(ids.shape), int(ids.sum())

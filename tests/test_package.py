@@ -86,6 +86,30 @@ def test_shared_tokenizer_masks_by_position():
     ex = encode(Record('请将以下文本分类为正面或负面。', '房间不大，但很干净。', '正面'), tok)
     assert tok.decode([i for i, l in zip(ex['input_ids'], ex['labels']) if l != IGNORE_INDEX]) == '正面<|endoftext|>'
 
+@needs_shared
+def test_eval_at_answer_positions_equals_full_logits_on_a_hostile_tokenizer(tmp_path):
+    "Eval loss and token accuracy from the logits at the answer positions only equal those from every position (1e-5): a real BPE tokenizer whose pad is its EOS, answers of 1 to 60 tokens, some cut by max_length."
+    import torch
+    from transformers import PreTrainedTokenizerFast, LlamaConfig, LlamaForCausalLM
+    from ift_nb.data import load_shared, tokenize_dataset, Collator
+    from ift_nb.objective import answer_loss
+    import dataclasses
+    from ift_nb.train import TrainConfig, evaluate_records
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(SHARED/'tokenizers/minimind_zh_bpe6400.json'), eos_token='<|endoftext|>', pad_token='<|endoftext|>')
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    recs = load_shared('chnsenticorp_dev', data_dir=SHARED, limit=12) + load_shared('csl_title_dev', data_dir=SHARED, limit=12)
+    ds = tokenize_dataset(recs, tok, 'zh', 96, verbose=False)
+    assert any(ds['truncated']), 'no example was cut'
+    ds = ds.remove_columns(['truncated'])
+    b, opt = Collator(tok.pad_token_id)(list(ds)), torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(25):  # a few steps, so that some answer tokens are predicted right and the token accuracies compared are not both 0
+        answer_loss(model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits, b['labels']).backward(); opt.step(); opt.zero_grad()
+    c = TrainConfig(output_dir=str(tmp_path), device='cpu', batch_size=5, max_length=96)
+    kept, full = (evaluate_records(model, tok, recs, dataclasses.replace(c, answer_logits_only=a)) for a in (True, False))
+    assert full['eval_token_accuracy'] > 0.05, full
+    for k in ('eval_loss', 'eval_token_accuracy'): assert abs(kept[k] - full[k]) <= 1e-5, (k, kept[k], full[k])
+
 def test_demo_meets_its_figures(tmp_path):
     "The README's main job on the real base (Gemma 3 270M, LoRA): IFT lifts both sentiment sets to >= 0.85, 20 points over zero-shot, and doubles ROUGE-L."
     r = ift_nb('demo', '--output-dir', str(tmp_path/'demo'), timeout=1500)
@@ -189,11 +213,11 @@ def test_bench_cli_against_trl(tmp_path):
     r = ift_nb('bench', '--data', 'embedded:sentiment:zh', '--n-eval', '16', '--steps', '2', '--batch-size', '8', '--max-length', '128',
                '--systems', 'ift_nb grouped,TRL', '--labels', '正面,负面', '--output-dir', str(tmp_path/'b'), env={'IFT_NB_QUIET': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'speed / TRL' in r.stdout and 'generate and parse' in r.stdout
+    assert 'speed / TRL' in r.stdout and 'generate and parse' in r.stdout and 'eval s/record' in r.stdout
     res = json.loads((tmp_path/'b'/'results.json').read_text())
     assert set(res['systems']) == {'ift_nb grouped', 'TRL'}
     for s in res['systems'].values():
-        assert s['real_tokens'] > 0 and 0 <= s['padding_fraction'] < 1 and s['memory_mb'] > 0 and s['eval_loss'] > 0
+        assert s['real_tokens'] > 0 and 0 <= s['padding_fraction'] < 1 and s['memory_mb'] > 0 and s['eval_loss'] > 0 and s['eval_seconds_per_record'] > 0
     # the same records in the same order for both: a trained model on disk for each, and one eval set
     assert (tmp_path/'b'/'ift_nb_grouped'/'model.safetensors').exists() and (tmp_path/'b'/'TRL'/'model.safetensors').exists()
 
