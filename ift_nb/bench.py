@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 # %% ../nbs/10_bench.ipynb #be3123d8
-from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic, cpu_name
+from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic, cpu_name, md_table
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
 from .objective import sequence_nll, IGNORE_INDEX
 from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
@@ -338,21 +338,20 @@ def _run_bench(cfg:BenchConfig, verbose:bool) -> dict:
 # %% ../nbs/10_bench.ipynb #1a004944
 def bench_table(res:dict, # what `run_bench` returned (or its results.json)
                ) -> str:
-    "The results of `run_bench` as text: one line per system, ratios against the fastest TRL system; label scoring against generation."
+    "The results of `run_bench` as Markdown tables: one row per system, ratios against the fastest TRL system; label scoring against generation."
     sy = res['systems']
     trl = max((s for s in sy if s in TRL_SYSTEMS), key=lambda s: sy[s]['real_tokens_per_second'], default=None)
-    head = f"{'system':18} {'real tok/s':>10} {'padding':>8} {'MFU':>6} {'memory MiB':>10} {'examples':>8} {'held-out loss':>13} {'eval s/record':>13}"
-    rows = [head + (f"   speed / {trl}   memory / {trl}" if trl else '')]
-    for s, r in sy.items():
-        line = f"{s:18} {r['real_tokens_per_second']:10.0f} {r['padding_fraction']:8.1%} {r['mfu']:6.1%} {r['memory_mb']:10.0f} {r['examples_seen']:8d} {r['eval_loss']:13.4f} {r['eval_seconds_per_record']:13.4f}"
-        if trl: line += f"   {r['real_tokens_per_second'] / sy[trl]['real_tokens_per_second']:{9 + len(trl)}.2f}x {r['memory_mb'] / sy[trl]['memory_mb']:{10 + len(trl)}.2f}x"
-        rows.append(line)
-    rows += [f"{s:18} skipped: {why}" for s, why in res.get('skipped', {}).items()]
+    head = ('system', 'real tok/s', 'padding', 'MFU', 'memory MiB', 'examples', 'held-out loss', 'eval s/record') + ((f'speed / {trl}', f'memory / {trl}') if trl else ())
+    rows = [(s, f"{r['real_tokens_per_second']:.0f}", f"{r['padding_fraction']:.1%}", f"{r['mfu']:.1%}", f"{r['memory_mb']:.0f}", r['examples_seen'],
+             f"{r['eval_loss']:.4f}", f"{r['eval_seconds_per_record']:.4f}")
+            + ((f"{r['real_tokens_per_second'] / sy[trl]['real_tokens_per_second']:.2f}x", f"{r['memory_mb'] / sy[trl]['memory_mb']:.2f}x") if trl else ())
+            for s, r in sy.items()]
+    out = md_table(rows, head) + ''.join(f"\n\n{s} skipped: {why}" for s, why in res.get('skipped', {}).items())
     if 'labels' in res:
         lab = {k: v for k, v in res['labels'].items() if k != 'model'}
         gen = next(v for k, v in lab.items() if k.startswith('generate'))
-        rows += ['', f"classifying the {res['data']['eval']} held-out records with the model of {res['labels']['model']}:"]
-        rows += [f"  {k:38} {v['examples_per_second']:8.1f} examples/s  {v['examples_per_second'] / gen['examples_per_second']:5.2f}x generation"
-                 + (f"   accuracy {v['accuracy']:.3f}" if v['accuracy'] is not None else '')
-                 + (f"  ({v['not_a_label']} answers name no label)" if v['not_a_label'] else '') for k, v in lab.items()]
-    return '\n'.join(rows)
+        out += f"\n\nclassifying the {res['data']['eval']} held-out records with the model of {res['labels']['model']}:\n\n" + md_table(
+            [(k, f"{v['examples_per_second']:.1f}", f"{v['examples_per_second'] / gen['examples_per_second']:.2f}x",
+              '' if v['accuracy'] is None else f"{v['accuracy']:.3f}", v['not_a_label']) for k, v in lab.items()],
+            ('way', 'examples/s', 'vs generation', 'accuracy', 'answers naming no label'))
+    return out

@@ -15,6 +15,7 @@ from filelock import FileLock, Timeout
 
 # %% ../nbs/02a_checks.ipynb #1a9f2b57
 from .data import DataError, TEMPLATES
+from .base import md_table
 
 # %% ../nbs/02a_checks.ipynb #11b8739b
 RULES = {  # shared values, by name: allowed range, or (below) a function giving what is wrong (None: nothing)

@@ -4,20 +4,21 @@
 
 # %% auto #0
 __all__ = ['DEMO_RECIPES', 'DEMO_MODEL', 'DEMO_TASKS', 'cmd_pretrain', 'cmd_check', 'cmd_train', 'cmd_eval', 'cmd_predict',
-           'demo', 'add_settings', 'given_settings', 'parser', 'cmd_bench', 'cmd_demo', 'main', 'exit_code',
-           'error_line']
+           'demo', 'add_settings', 'given_settings', 'cmd_chat', 'cmd_export', 'parser', 'cmd_bench', 'cmd_demo',
+           'main', 'exit_code', 'error_line']
 
 # %% ../nbs/11_cli.ipynb #40c58ec7
 import argparse, contextlib, errno, json, os, sys, traceback
 from dataclasses import fields, MISSING
 import torch, yaml
+from transformers import TextStreamer
 from pathlib import Path
 
 # %% ../nbs/11_cli.ipynb #68a550cd
-from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table
-from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record
-from .train import TrainConfig, train, field_kind
-from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model
+from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table, NAMED_BASES
+from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record, get_template
+from .train import TrainConfig, train, field_kind, export_run
+from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model, Decoding
 from .checks import check_values, check_references, writable_file, rules_of, RULES, not_an_input
 from .bench import BenchConfig, run_bench
 from .base import write_atomic
@@ -76,6 +77,7 @@ def cmd_train(a, # the parsed command-line arguments
     if first:
         if not m.get('already_complete'): print(f"model saved to {cfg.output_dir}")
         print(md_table([(k, v) for k, v in m.items() if k not in ('history', 'resumed_from', 'already_complete') and v is not None], ('metric', 'value')))
+        print(f"every log step: {Path(cfg.output_dir)/'metrics.jsonl'}; curves: {Path(cfg.output_dir)/'curves.png'}; model card: {Path(cfg.output_dir)/'README.md'}")
     if int(os.environ.get('WORLD_SIZE', '1')) > 1:  # a torchrun process whose work is done and written (`train` waits for that):
         sys.stdout.flush(); sys.stderr.flush()      # exit without tearing down torch's distributed threads, which aborts 1 run in 20 or so
         os._exit(0)
@@ -104,6 +106,12 @@ def _inference_model(a):
     model, tok = load_base(resolve_model(a.model), device='cpu', dtype=torch.float32)
     return int8_model(model), tok
 
+def _decoding(a, generates:bool) -> dict:
+    "The decoding options given (`Decoding`), as `generate`'s keyword arguments; an error where the command does not generate."
+    given = given_settings(a, Decoding)
+    if given and not generates: raise DataError(f"decoding options ({', '.join('--' + k.replace('_', '-') for k in given)}) apply to generation, not to label scoring: use --method generate, or leave out --labels")
+    return Decoding(**given).kwargs() if given else {}  # none given: greedy, as before
+
 def _line(r:Record, i:int) -> int:
     "The line (or item) of the source that record `r` came from; its position when it has no source."
     try: return int(r.source.rsplit(':', 1)[1])
@@ -116,12 +124,13 @@ def cmd_eval(a, # the parsed command-line arguments
     if a.out: writable_file(not_an_input(a.out, {'--data file': a.data, '--model folder': a.model}), '--out')
     recs, labels = _eval_records(a), _labels(a.labels)  # the data before the model: a data error costs no model load
     if labels: check_references(recs, labels, a.data)
+    dec = _decoding(a, generates=not labels or a.method == 'generate')
     model, tok = _inference_model(a)
     if labels:
-        r = evaluate_classification(model, tok, recs, labels, a.template, method=a.method, batch_size=a.batch_size)
+        r = evaluate_classification(model, tok, recs, labels, a.template, method=a.method, batch_size=a.batch_size, **dec)
         rows = [('accuracy', r['accuracy']), ('macro_f1', r['macro_f1']), ('unparsable', r['unparsable']), ('n', r['n'])]
     else:
-        r = evaluate_generation(model, tok, recs, a.template, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
+        r = evaluate_generation(model, tok, recs, a.template, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, **dec)
         rows = [(k, r[k]) for k in ('rouge1', 'rouge2', 'rougeL', 'empty', 'n')]
     print(md_table(rows, ('metric', 'value')))
     if a.out: write_atomic(a.out, json.dumps(r, ensure_ascii=False, indent=1))
@@ -134,9 +143,10 @@ def cmd_predict(a, # the parsed command-line arguments
     if a.out: writable_file(not_an_input(a.out, {'--data file': a.data, '--model folder': a.model}), '--out')
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the predictions and nothing else
         recs, labels = _eval_records(a, answers=False), _labels(a.labels)
+        dec = _decoding(a, generates=not labels)
         model, tok = _inference_model(a)
         preds = (classify(model, tok, recs, labels, a.template, batch_size=a.batch_size) if labels
-                 else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size))
+                 else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size, **dec))
     rows = [dict(line=_line(r, i), instruction=r.instruction, input=r.input, prediction=p, reference=r.output or None) for i, (r, p) in enumerate(zip(recs, preds))]
     text = ''.join(json.dumps(x, ensure_ascii=False) + '\n' for x in rows)
     if a.out: write_atomic(a.out, text); print(f"wrote {len(rows)} predictions to {a.out}", file=sys.stderr)
@@ -145,7 +155,7 @@ def cmd_predict(a, # the parsed command-line arguments
 
 # %% ../nbs/11_cli.ipynb #53157e3e
 DEMO_RECIPES = {  # training settings per base model: TrainConfig fields (see the prose above for how they were chosen)
-    'gemma-3-270m': dict(lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, lr=1e-3, epochs=3, batch_size=8, max_length=192, group_by_length=True, logging_steps=10),
+    'gemma-3-270m': NAMED_BASES['gemma-3-270m']['recipe'] | dict(logging_steps=10),  # the base's own recipe
     'base': dict(lr=3e-3, epochs=15, batch_size=16, logging_steps=20),  # the tiny base: more epochs only overfit
 }
 DEMO_MODEL = 'gemma-3-270m'
@@ -208,7 +218,8 @@ def add_settings(p:argparse.ArgumentParser, # a (sub)command's parser
         name, kind = (rename or {}).get(f.name, f.name), field_kind(f)[0]
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{f.metadata['alias'].replace('_', '-')}"] if f.metadata.get('alias') else [])
         default = f.default_factory() if f.default is MISSING else f.default
-        p.add_argument(*flags, dest=name, type={bool: _switch, list: _labels}.get(kind, kind), default=None, metavar=kind.__name__.upper(),
+        p.add_argument(*flags, dest=name, type={bool: _switch, list: _labels, dict: str}.get(kind, kind), default=None,
+                       metavar='KEY=VALUE,...' if kind is dict else kind.__name__.upper(),
                        help=f"{f.metadata.get('help', '')} (default: {default!r})".replace('%', '%%'))
 
 def given_settings(a, # parsed arguments (`add_settings`)
@@ -234,7 +245,7 @@ def _add_pretrain(sub):
 
 def _add_check(sub):
     "The `check` command and its options."
-    c = sub.add_parser('check', help='validate a data file (.json, .jsonl, .csv, .tsv)')
+    c = sub.add_parser('check', help='validate a data file (.json, .jsonl, .csv, .tsv, .parquet, .arrow), a save_to_disk folder or hf:NAME')
     c.add_argument('file')
     c.add_argument('--instruction', default=None, help='fixed instruction for files that have none')
     c.add_argument('--labels', default=None, help='comma-separated allowed answers')
@@ -259,7 +270,7 @@ def _add_eval_predict(sub):
     for name, func, hlp in (('eval', cmd_eval, 'measure a model on a data set'), ('predict', cmd_predict, "write a model's answers")):
         e = sub.add_parser(name, help=hlp)
         e.add_argument('--model', required=True, help='model folder or hub name, or base[:PRESET]')
-        e.add_argument('--data', required=True, help='embedded:TASK[:LANG], shared:NAME or a file')
+        e.add_argument('--data', required=True, help='embedded:TASK[:LANG], shared:NAME, a file, a save_to_disk folder or hf:NAME[:CONFIG][:SPLIT]')
         e.add_argument('--labels', default=None, help='comma-separated labels: classify by label scoring')
         e.add_argument('--template', default='zh', choices=list(TEMPLATES))
         e.add_argument('--limit', type=int, default=None)
@@ -269,7 +280,57 @@ def _add_eval_predict(sub):
         e.add_argument('--out', default=None, help='write results (JSON) / predictions (JSONL) here')
         e.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only): faster, answers may differ (measured in the throughput chapter)")
         if name == 'eval': e.add_argument('--method', default='score', choices=['score', 'generate'])
+        add_settings(e, Decoding)
         e.set_defaults(func=func)
+
+# %% ../nbs/11_cli.ipynb #435b7b0e
+def _run_template(model:str) -> str:
+    "The template a run folder was trained with (its ift_config.yaml), else 'zh'."
+    cfg = Path(model)/'ift_config.yaml'
+    return TrainConfig.from_yaml(cfg).template if cfg.is_file() else 'zh'
+
+def cmd_chat(a, # the parsed command-line arguments
+            ):
+    "Talk with a model: one message per line on stdin, each answer streamed to stdout; /reset starts a new conversation, /exit ends it."
+    template = a.template or _run_template(a.model)
+    if a.system and not getattr(get_template(template), 'has_system', True):
+        raise DataError(f"template {template!r} has no place for a system prompt: use --template chat (the tokenizer's chat template)")
+    dec, (model, tok), history = _decoding(a, generates=True), _inference_model(a), []
+    ask = sys.stdin.isatty()
+    if ask: print(f"chatting with {a.model} ({template} template); /reset starts over, /exit ends", file=sys.stderr)
+    while True:
+        if ask: print('> ', end='', file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == '/exit': return 0
+        msg = line.strip()
+        if msg == '/reset': history = []; print('(a new conversation)', file=sys.stderr); continue
+        if not msg: continue
+        streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        ans = generate(model, tok, [Record(msg, '', '', a.system, history)], template, a.max_new_tokens, 1, None, progress=False, streamer=streamer, **dec)[0]
+        history.append([msg, ans])
+
+# %% ../nbs/11_cli.ipynb #7262cfce
+def _add_chat(sub):
+    c = sub.add_parser('chat', help='talk with a model (a run folder or any base), multi-turn, answers streamed')
+    c.add_argument('--model', required=True, help='model folder or hub name, or base[:PRESET]')
+    c.add_argument('--template', default=None, choices=list(TEMPLATES), help="prompt template; default: the run's own (its ift_config.yaml), else zh")
+    c.add_argument('--system', default=None, help='a system prompt (templates with a place for one: chat)')
+    c.add_argument('--max-new-tokens', type=int, default=256)
+    c.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only)")
+    add_settings(c, Decoding)
+    c.set_defaults(func=cmd_chat)
+
+def cmd_export(a, # the parsed command-line arguments
+              ):
+    "Write a standalone model folder from a finished run (a LoRA adapter merged into its base)."
+    print(f"standalone model written to {export_run(a.run, a.out)}")
+    return 0
+
+def _add_export(sub):
+    x = sub.add_parser('export', help='a standalone model folder from a run: an adapter merged into its base, loadable with transformers alone')
+    x.add_argument('run', help='a finished run folder')
+    x.add_argument('--out', required=True, help='the folder to write')
+    x.set_defaults(func=cmd_export)
 
 # %% ../nbs/11_cli.ipynb #7e3c4f5d
 _BENCH_NAMES = {'train': 'data'}  # BenchConfig field -> its option's name
@@ -298,7 +359,7 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog='ift_nb', description='Instruction fine-tuning, taught and done in notebooks.')
     p.add_argument('--debug', action='store_true', help='on an error, print the traceback too (also IFT_NB_DEBUG=1; accepted anywhere on the line)')
     sub = p.add_subparsers(dest='cmd', required=True)
-    for add in (_add_pretrain, _add_check, _add_train, _add_eval_predict, _add_bench, _add_demo): add(sub)
+    for add in (_add_pretrain, _add_check, _add_train, _add_eval_predict, _add_chat, _add_export, _add_bench, _add_demo): add(sub)
     return p
 
 def cmd_bench(a, # the parsed command-line arguments
@@ -325,7 +386,7 @@ def main(argv:list[str]|None=None, # the arguments after the command name; None:
     try: a = parser().parse_args([x for x in argv if x != '--debug'])
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2  # argparse printed the usage and the error (or the help)
     try:
-        check_values({k: v for k, v in vars(a).items() if not (k == 'device' and v == 'auto')}, cli=True, rules=RULES | rules_of(TrainConfig) | rules_of(BenchConfig))  # every option, before any work
+        check_values({k: v for k, v in vars(a).items() if not (k == 'device' and v == 'auto')}, cli=True, rules=RULES | rules_of(TrainConfig) | rules_of(BenchConfig) | rules_of(Decoding))  # every option, before any work
         return a.func(a)
     except KeyboardInterrupt:
         print(f"ift_nb {a.cmd}: interrupted" + ('; the same command resumes from the last checkpoint' if a.cmd == 'train' else ''), file=sys.stderr)

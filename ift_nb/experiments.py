@@ -61,7 +61,7 @@ def learning_gain(cfg:TrainConfig, # a classification run: with `eval` and `labe
                  ) -> dict:
     "Held-out label-scoring accuracy before and after fine-tuning with `cfg`, and the run's metrics; fails unless it rose by more than `margin`."
     if not (cfg.eval and cfg.labels): raise ValueError("learning_gain needs a config with eval and labels")
-    ev = load_data(cfg.eval, strict=cfg.strict_data, limit=cfg.limit_eval)[:cfg.task_eval_size]  # the task metric's records
+    ev = load_data(cfg.eval, strict=cfg.strict_data, limit=cfg.limit_eval, columns=cfg.columns, label_map=cfg.label_map)[:cfg.task_eval_size]  # the task metric's records
     model, tok = load_base(resolve_model(cfg.model))
     before = evaluate_classification(model, tok, ev, cfg.labels, cfg.template, max_length=cfg.max_length)['accuracy']
     m = train_or_reuse(cfg, reuse)

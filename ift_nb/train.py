@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['MAY_CHANGE', 'RunConfig', 'TrainConfig', 'field_kind', 'read_yaml', 'add_lora', 'prepare_data', 'freeze_embeddings',
            'token_accuracy', 'IFTTrainer', 'training_args', 'evaluate_records', 'TokenCounter', 'checkpoint_problem',
-           'resume_point', 'last_checkpoint', 'last_good_checkpoint', 'recorded_changes', 'weights_problem',
-           'finished_run', 'train', 'plot_history']
+           'resume_point', 'last_checkpoint', 'last_good_checkpoint', 'model_card', 'recorded_changes',
+           'weights_problem', 'finished_run', 'MetricsFile', 'RunProgress', 'watch', 'train', 'plot_history',
+           'export_run']
 
 # %% ../nbs/05_train.ipynb #f41127a1
 import json, os, shutil, sys, tempfile, time, typing, warnings, zipfile
@@ -19,25 +20,36 @@ from fastcore.basics import patch
 warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated')  # raised inside transformers' own Trainer under LoRA
 
 # %% ../nbs/05_train.ipynb #1927d09f
-from transformers import Trainer, TrainerState, TrainingArguments, set_seed
+from transformers import Trainer, TrainerState, TrainingArguments, TrainerCallback, set_seed
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import rotate_checkpoints
-from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem
+from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES
 from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits
-from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator, get_template
+from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator, get_template, columns_problem
 from .augment import Augmenter, get_pool
 from .execute import evaluate_classification, evaluate_generation
-from .checks import check_values, check_references, writable_dir, OutputLock, setting, rules_of, choice_problem
+from .checks import check_values, check_references, writable_dir, OutputLock, setting, rules_of, choice_problem, not_an_input
 
 # %% ../nbs/05_train.ipynb #6a08b6c7
+def _report_problem(v):
+    "none, or installed `Trainer` integrations"
+    from transformers.integrations import get_available_reporting_integrations
+    names, have = [x.strip() for x in v.split(',') if x.strip()], get_available_reporting_integrations()
+    if names == ['none']: return None
+    if not names or 'none' in names: return f"none, or integration names without none, not {v!r}"
+    if missing := [n for n in names if n not in have]: return f"not installed: {missing} (installed: {have or 'none'}; e.g. pip install tensorboard)"
+
 @dataclass
 class RunConfig:
     "What an IFT run works on and where it writes: model, data, task and output folder (`TrainConfig` adds how it trains)."
     model: str = setting('base', 'hub name, local folder, "base[:PRESET]" (a cached base of this project) or a named base such as gemma-3-270m', alias='model_name_or_path')
-    train: str = setting('embedded:sentiment', 'training data: "embedded:TASK[:LANG]", "shared:NAME" or a file')
+    train: str = setting('embedded:sentiment', 'training data: "embedded:TASK[:LANG]", "shared:NAME", a file (.jsonl, .json, .csv, .tsv, .parquet, .arrow), a save_to_disk folder or "hf:NAME[:CONFIG][:SPLIT]"')
     eval: str|None = setting(None, 'held-out data, same forms; records also in eval are dropped from training')
     template: str = setting('zh', 'prompt template name (see `TEMPLATES`)')
     max_length: int = setting(256, 'longest example in tokens (inputs are shortened, answers never)', alias='max_seq_length')
     labels: list|None = setting(None, 'classification labels: the task metric is label-scoring accuracy')
+    columns: dict|None = setting(None, "our field -> the data's column, e.g. {output: response} (data files and hf: sets)", columns_problem)
+    label_map: dict|None = setting(None, 'rewrite answers before they are checked, e.g. {positive: 正面} (data files and hf: sets)')
     task_eval_size: int = setting(200, 'eval records used for the task metric', '>=1')
     limit_train: int|None = setting(None, 'use at most this many training records', '>=1')
     limit_eval: int|None = setting(None, 'use at most this many eval records', '>=1')
@@ -63,6 +75,7 @@ class TrainConfig(RunConfig):
     optim: str = setting('adamw_torch', 'any `TrainingArguments.optim`, e.g. sgd, adafactor', choice_problem('optimizer'))
     seed: int = setting(0, 'seed of weights, data order and augmentation')
     logging_steps: int = setting(10, 'log the training loss every this many steps', '>=1')
+    report_to: str = setting('none', 'also send the logs to: none, or Trainer integrations such as tensorboard or wandb (comma-separated, installed)', _report_problem)
     eval_steps: int|None = setting(None, 'evaluate every this many steps; none: at the end only', '>=1')
     save_steps: int|None = setting(None, 'checkpoint every this many steps; none: no intermediate checkpoints', '>=1')
     save_total_limit: int = setting(2, 'checkpoints kept', '>=1')
@@ -76,6 +89,7 @@ class TrainConfig(RunConfig):
     lora_dropout: float = setting(0.05, 'dropout on the LoRA input', '[0, 1)')
     lora_targets: list|None = setting(None, "module names LoRA adapts; none: peft's default for the architecture")
     merge_lora: bool = setting(True, 'false: save the adapter alone (a few MB); `load_base` puts it on its base model')
+    recipe: bool = setting(True, "a named base's recipe (`NAMED_BASES`) for the settings a config file, options or dict leave out; false: the defaults here")
     train_embeddings: bool = setting(True, 'false: freeze the token embeddings (and a tied output layer); without LoRA this trains the body only')
 
 # %% ../nbs/05_train.ipynb #e55ccfa9
@@ -98,8 +112,12 @@ def _coerce(v, f, source):
         if kind is list and isinstance(v, (list, str)) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
             return [str(x) for x in v] if isinstance(v, list) else [s.strip() for s in v.split(',') if s.strip()]
         if kind is str and isinstance(v, str): return v
+        if kind is dict and isinstance(v, (dict, str)):  # YAML gives a mapping, an option 'KEY=VALUE,KEY=VALUE'
+            d = v if isinstance(v, dict) else dict(p.split('=', 1) for p in v.split(',') if p.strip())
+            if all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for kv in d.items() for x in kv): return {str(k).strip(): str(x).strip() for k, x in d.items()}
     except (TypeError, ValueError, OverflowError): pass
-    raise DataError(f"expected {'a list of strings' if kind is list else kind.__name__}, got {v!r}", source, field=f.name)
+    want = {list: 'a list of strings', dict: 'a mapping of strings (KEY: VALUE in YAML, KEY=VALUE,... as an option)'}.get(kind, kind.__name__)
+    raise DataError(f"expected {want}, got {v!r}", source, field=f.name)
 
 # %% ../nbs/05_train.ipynb #474cd9dc
 @patch(cls_method=True)
@@ -121,6 +139,8 @@ def from_dict(cls:TrainConfig, d:dict, # config keys (or their Hugging Face name
         name = alias.get(k, k)
         if name in out: raise DataError(f"given twice, as {name!r} and as {k!r}", source, field=name)
         out[name] = _coerce(v, known[name], source)
+    rec = NAMED_BASES.get(out.get('model'), {}).get('recipe') if out.get('recipe', True) else None
+    if rec: out = {k: v for k, v in rec.items() if k not in out} | out  # a named base's recipe, for the settings the config leaves out
     return cls(**out).check(source)
 
 # %% ../nbs/05_train.ipynb #89fabe5e
@@ -195,11 +215,12 @@ def prepare_data(cfg:TrainConfig, # the run's config (data, template, max_length
                  verbose=True, # print the data reports
                 ):
     "Tokenised train and eval sets, and the eval records (for the task metric)."
-    train = load_data(cfg.train, strict=cfg.strict_data)
+    kw = dict(strict=cfg.strict_data, columns=cfg.columns, label_map=cfg.label_map)  # the mapping applies to files and hf: sets
+    train = load_data(cfg.train, **kw)
     if cfg.labels: check_references(train, cfg.labels, cfg.train, 'training answers')  # a label the task metric never offers would be learnt for nothing
     if (n := sum(bool(r.system) for r in train)) and not getattr(get_template(cfg.template), 'has_system', True):
         raise DataError(f"{n} of {len(train)} training records carry a system prompt, which template {cfg.template!r} has no place for: use template: chat (the tokenizer's chat template), or leave the system prompts out", cfg.train)
-    ev = load_data(cfg.eval, strict=cfg.strict_data, limit=cfg.limit_eval) if cfg.eval else None
+    ev = load_data(cfg.eval, limit=cfg.limit_eval, **kw) if cfg.eval else None
     if ev and cfg.labels: check_references(ev, cfg.labels, cfg.eval)  # the task metric would be made up otherwise
     if ev is not None: train = drop_overlap(train, ev, verbose=verbose)
     if cfg.limit_train: train = train[:cfg.limit_train]
@@ -337,7 +358,8 @@ def training_args(cfg:TrainConfig, # the run
         logging_steps=cfg.logging_steps, eval_strategy='steps' if do_eval else 'no', eval_steps=cfg.eval_steps if do_eval else None,
         save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit,
         remove_unused_columns=False, save_only_model=False, include_num_input_tokens_seen=True,
-        train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
+        train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random',
+        report_to=[] if cfg.report_to == 'none' else [x.strip() for x in cfg.report_to.split(',') if x.strip()])
 
 # %% ../nbs/05_train.ipynb #f7e31842
 def evaluate_records(model, # a causal LM (the trained one)
@@ -435,8 +457,34 @@ def _atomic_save(model, tok, dest:Path):
         for f in list(tmp.iterdir()): put_in_place(f, dest/f.name)
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
+# %% ../nbs/05_train.ipynb #8ce5a44e
+def model_card(cfg:TrainConfig, # the run's config
+               metrics:dict, # its final metrics
+              ) -> str:
+    "A README.md for a run folder: what the model is (base, data, recipe, metrics) and how to load it with transformers alone."
+    from ift_nb import __version__
+    base = NAMED_BASES.get(cfg.model, {})
+    recipe = [(f.name, v) for f in fields(cfg) if (v := getattr(cfg, f.name)) != f.default and f.name not in ('model', 'train', 'eval', 'output_dir')]
+    scores = [(k, v) for k, v in metrics.items() if k.startswith(('eval_', 'train_loss', 'steps', 'real_tokens_per')) and isinstance(v, (int, float))]
+    head = f"---\nlibrary_name: transformers\nbase_model: {base.get('hub', cfg.model)}\ntags: [ift_nb, instruction-tuning]\n---\n"
+    return head + '\n\n'.join([f"# {Path(cfg.output_dir).name}", f"Instruction-fine-tuned from `{cfg.model}` with ift_nb {__version__}" + (f" ({base['licence']} apply)." if base else '.'),
+        f"## Data\n\ntrain: `{cfg.train}`; eval: `{cfg.eval}`; template `{cfg.template}`, max_length {cfg.max_length}" + (f"; labels {cfg.labels}" if cfg.labels else ''),
+        "## Recipe\n\n" + (md_table(recipe, ('setting', 'value')) if recipe else "the defaults of `TrainConfig`"),
+        "## Results\n\n" + md_table(scores, ('metric', 'value')),
+        "## Use\n\n```python\nfrom transformers import pipeline\nanswer = pipeline('text-generation', model='PATH')  # this folder\n```\n\nor `ift_nb predict --model PATH --data FILE`, or `ift_nb chat --model PATH`."]) + '\n'
+
+def _write_run(history, model, tok, cfg, out, metrics):
+    "A finished run's files: model and tokenizer, config, card, metrics.jsonl and curves.png, then metrics.json (last: it marks the run finished)."
+    _atomic_save(model, tok, out)
+    cfg.to_yaml(out/'ift_config.yaml')
+    write_atomic(out/'README.md', model_card(cfg, metrics))
+    write_atomic(out/'metrics.jsonl', ''.join(json.dumps(h, ensure_ascii=False, default=str) + '\n' for h in history))  # the whole run, resumes included
+    plot_history(history).figure.savefig(out/'curves.png', dpi=110, bbox_inches='tight'); plt.close('all')
+    metrics['history'] = history
+    write_atomic(out/'metrics.json', json.dumps(metrics, indent=1, ensure_ascii=False, default=str))
+
 # %% ../nbs/05_train.ipynb #863dd546
-MAY_CHANGE = ('epochs', 'max_steps', 'save_total_limit', 'resume', 'output_dir', 'device')  # a continued run may change these (the Trainer restores its logging, evaluation and saving steps from the checkpoint)
+MAY_CHANGE = ('epochs', 'max_steps', 'save_total_limit', 'resume', 'output_dir', 'device', 'report_to')  # a continued run may change these (the Trainer restores its logging, evaluation and saving steps from the checkpoint)
 
 def recorded_changes(out, # a run folder
                      cfg:TrainConfig, # the config a new run into it has
@@ -495,7 +543,36 @@ def _start_point(out:Path, cfg:TrainConfig, overwrite:bool, first:bool) -> str|N
 def _clear_run(out:Path):
     "Remove what an earlier run left in `out` (checkpoints, metrics, config): `--overwrite`, once the new run's data and model have loaded."
     for p in _checkpoints(out) + sorted(out.glob('skipped-checkpoint-*')): shutil.rmtree(p)
-    for f in ('metrics.json', 'ift_config.yaml'): (out/f).unlink(missing_ok=True)
+    for f in ('metrics.json', 'ift_config.yaml', 'metrics.jsonl', 'curves.png', 'README.md'): (out/f).unlink(missing_ok=True)
+
+# %% ../nbs/05_train.ipynb #80300f80
+class MetricsFile(TrainerCallback):
+    "Appends each log step of a run to a JSON-lines file as it happens (a new run starts the file again)."
+    def __init__(self, path:Path, fresh:bool): self.path, self.fresh = Path(path), fresh
+    def on_train_begin(self, args, state, control, **kw):
+        if self.fresh and state.is_world_process_zero: self.path.unlink(missing_ok=True)
+    def on_log(self, args, state, control, logs=None, **kw):
+        if state.is_world_process_zero and logs:
+            with open(self.path, 'a', encoding='utf-8') as f: f.write(json.dumps(logs | dict(step=state.global_step), default=str) + '\n')
+
+class RunProgress(ProgressCallback):
+    "The `Trainer`'s progress bar with loss, learning rate and real tokens/s on it, instead of a printed dict per log step."
+    def __init__(self, counter): super().__init__(); self.counter = counter
+    def on_train_begin(self, args, state, control, **kw):
+        super().on_train_begin(args, state, control, **kw); self.t0, self.real0 = time.time(), self.counter.real
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not (state.is_world_process_zero and self.training_bar is not None and logs): return
+        post = {k: f"{logs[k]:.4g}" for k in ('loss', 'learning_rate', 'eval_loss') if isinstance(logs.get(k), float)}
+        self.training_bar.set_postfix(post | {'real tok/s': f"{(self.counter.real - self.real0) / max(time.time() - self.t0, 1e-6):.0f}"})
+
+def watch(trainer, # an `IFTTrainer` whose collator is a `TokenCounter`
+          out:Path, # the run folder
+          fresh:bool, # a new run (not resumed): metrics.jsonl starts again
+         ):
+    "Add the run's metrics file and, when progress is shown, its progress bar to `trainer`."
+    trainer.add_callback(MetricsFile(out/'metrics.jsonl', fresh))
+    if show_progress(): trainer.pop_callback(ProgressCallback); trainer.add_callback(RunProgress(trainer.data_collator))
+    return trainer
 
 # %% ../nbs/05_train.ipynb #c6a7c240
 def _train_from(trainer, col, last:str|None) -> tuple:
@@ -523,6 +600,7 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool, overwrite:bool=
                          data_collator=col, processing_class=tok, task_records=ev_recs,
                          task_labels=cfg.labels, template=cfg.template, task_eval_size=cfg.task_eval_size, max_length=cfg.max_length,
                          answer_logits_only=cfg.answer_logits_only))
+    watch(trainer, out, fresh=last is None)
     first = trainer.is_world_process_zero()
     if overwrite and first: _clear_run(out)  # only now: a bad config, data file or model has left the old run as it was
     if first: cfg.to_yaml(out/'ift_config.yaml')  # the config this run trains with, recorded before its first checkpoint
@@ -542,12 +620,7 @@ def _run(cfg:TrainConfig, out:Path, last:str|None, verbose:bool, overwrite:bool=
         metrics |= logged if 'eval_loss' in logged else trainer.evaluate()
     model = trainer.model.merge_and_unload() if cfg.lora and cfg.merge_lora else trainer.model
     _check_weights(model, out, trainer.state.global_step, 'the final model')
-    if trainer.is_world_process_zero():  # several processes (torchrun): only the first writes the output
-        _atomic_save(model, tok, out)
-        cfg.to_yaml(out/'ift_config.yaml')
-        plot_history(trainer.state.log_history).figure.savefig(out/'loss.png', dpi=110, bbox_inches='tight'); plt.close('all')
-        metrics['history'] = trainer.state.log_history
-        write_atomic(out/'metrics.json', json.dumps(metrics, indent=1, ensure_ascii=False, default=str))  # last: it marks the run finished
+    if trainer.is_world_process_zero(): _write_run(trainer.state.log_history, model, tok, cfg, out, metrics)  # several processes (torchrun): the first writes
     trainer.accelerator.wait_for_everyone()  # every process returns once the output folder is complete
     return metrics
 
@@ -560,6 +633,8 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     if isinstance(cfg, dict): cfg = TrainConfig.from_dict(cfg)
     elif not isinstance(cfg, TrainConfig): cfg = TrainConfig.from_yaml(cfg)
     cfg.check()
+    if verbose and cfg.recipe and (rec := NAMED_BASES.get(cfg.model, {}).get('recipe')):
+        print(f"{cfg.model}'s recipe, as this run has it (a setting given wins; recipe: false drops it): " + ', '.join(f"{k}={getattr(cfg, k)}" for k in rec))
     out, first = writable_dir(cfg.output_dir), int(os.environ.get('RANK', '0')) == 0  # under torchrun the first process holds the folder
     with OutputLock(out) if first else nullcontext():
         if not overwrite:
@@ -596,3 +671,22 @@ def plot_history(history:list[dict], # the `Trainer`'s log history, e.g. `metric
     hs = [h for a in [ax] + ([ax2] if task else []) for h in a.get_legend_handles_labels()[0]]
     if hs: ax.legend(handles=hs, loc='upper center', bbox_to_anchor=(.5, -.2), ncol=3, fontsize=8, frameon=False)  # one legend, below: covers no line
     return ax
+
+# %% ../nbs/05_train.ipynb #d754ff61
+def export_run(run, # a finished run folder: a merged model, or a LoRA adapter (merge_lora: false)
+               out, # the standalone model folder to write (not the run itself)
+              ) -> Path:
+    "A standalone model folder from a finished run: an adapter merged into its base, with the tokenizer and the run's card, config and metrics."
+    run, out = Path(run), Path(out)
+    if not (run/'metrics.json').is_file(): raise DataError("not a finished run (no metrics.json): nothing to export", run)
+    not_an_input(out, {'run folder': run})
+    tok = load_tokenizer(run)
+    if (run/'adapter_config.json').is_file():  # peft puts the adapter on its base and merges it (transformers' own adapter loading cannot merge)
+        from peft import PeftModel
+        base = json.loads((run/'adapter_config.json').read_text())['base_model_name_or_path']
+        model = PeftModel.from_pretrained(load_model(base, device='cpu', dtype=torch.float32), str(run)).merge_and_unload()
+    else: model = load_model(run, device='cpu', dtype=torch.float32)
+    _atomic_save(model, tok, writable_dir(out))
+    for f in ('README.md', 'ift_config.yaml', 'metrics.json'):
+        if (run/f).is_file(): write_atomic(out/f, (run/f).read_text(encoding='utf-8'))
+    return out

@@ -9,6 +9,7 @@ its cell's current source, and every output holding a machine path.
 
     python tests/nbrun.py nbs/05_train.ipynb --save          # fast cells (what CI runs), outputs saved
     python tests/nbrun.py nbs/08_tutorial_sentiment.ipynb --save --slow   # slow cells too (quiet machine)
+    python tests/nbrun.py nbs/08_tutorial_sentiment.ipynb --save --slow --only ID1,ID2   # these slow cells, the others kept
 """
 import hashlib, json, os, re, sys, time
 from pathlib import Path
@@ -63,6 +64,7 @@ def legacy_cells(path) -> list:
 def run_nb(path, # the notebook
            skip_flags=('slow', 'cuda'), # cells with one of these directives are not run (their saved outputs stay)
            save:bool=False, # write the executed cells' outputs and source hashes back into the notebook
+           only:set|None=None, # ids of the slow cells to run (the other slow cells keep their saved outputs); None: as `skip_flags` says
           ):
     "Execute `path` top to bottom (cwd = its folder); return (seconds, problems): cells that printed but have no saved output."
     from execnb.nbio import read_nb, write_nb
@@ -72,6 +74,7 @@ def run_nb(path, # the notebook
     def _skip(cell):
         if cell.cell_type != 'code' or not cell.source.strip(): return True
         if 'nbdev_export' + '(' in cell.source or _flags(cell.source) & (skip | {'eval:'}): return True
+        if only is not None and 'slow' in _flags(cell.source) and cell.get('id') not in only: return True
         ran.append((cell, bool(cell.get('outputs')))); cell.outputs = []  # a cell that now prints nothing keeps no old output
         return False
     os.environ.setdefault('IN_TEST', '1'); os.environ.setdefault('IFT_NB_QUIET', '1')
@@ -97,7 +100,8 @@ if __name__ == '__main__':
     import argparse
     p = argparse.ArgumentParser(description='Execute notebooks top to bottom the way CI does; --save keeps the outputs.')
     p.add_argument('notebooks', nargs='+'); p.add_argument('--save', action='store_true'); p.add_argument('--slow', action='store_true', help='run slow cells too')
+    p.add_argument('--only', default=None, help='comma-separated ids of the slow cells to run (with --slow): the other slow cells keep their outputs')
     a = p.parse_args()
     for f in a.notebooks:
-        secs, probs = run_nb(f, skip_flags=('cuda',) if a.slow else ('slow', 'cuda'), save=a.save)
+        secs, probs = run_nb(f, skip_flags=('cuda',) if a.slow else ('slow', 'cuda'), save=a.save, only=set(a.only.split(',')) if a.only else None)
         print(f"{f}: {secs:.0f} s" + ''.join(f"\n  {q}" for q in probs), flush=True)

@@ -234,6 +234,14 @@ def _more_layers(d):
 def _eval_model(change, words):
     return Case(['eval', '--model', '{t}/m', '--data', 'embedded:sentiment:zh', '--labels', '正面,负面'], 2, words, light=False, prepare=lambda t, mp: _model_copy(t, change))
 
+def _table_files(t):
+    "The same two rows (the second without an answer) as a parquet file, a save_to_disk folder and a local data set folder."
+    import datasets, pyarrow as pa, pyarrow.parquet as pq
+    rows = [dict(instruction='判断情感', input='好吃', output='正面'), dict(instruction='判断情感', input='难吃', output='')]
+    pq.write_table(pa.Table.from_pylist(rows), t/'d.parquet')
+    datasets.Dataset.from_list(rows).save_to_disk(str(t/'disk'))
+    (t/'hfset').mkdir(); (t/'hfset'/'train.jsonl').write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows), encoding='utf-8')
+
 CASES = {
     # arguments of every command: range-checked before any work, the option or field named
     'eval --batch-size -1': _eval('--labels', '正面,负面', '--batch-size', '-1', words=['argument --batch-size: must be at least 1, got -1']),
@@ -311,6 +319,22 @@ CASES = {
     'CSV with a NUL byte': Case(['check', '{t}/d.csv'], 2, ['d.csv, line 3', 'a NUL byte'], {'d.csv': 'instruction,output\na,正面\nb\x00,负面\n'}),
     'CSV with an unclosed quote': Case(['check', '{t}/d.csv'], 2, ['d.csv, line 3', 'a quote opened in this row is never closed'], {'d.csv': 'instruction,output\na,正面\n"b,负面\nc,正面\n'}),
     'check --lenient with no usable row': Case(['check', '{t}/d.jsonl', '--lenient'], 2, ['none of the 2 rows is usable'], {'d.jsonl': '{"x": 1}\n{"y": 2}\n'}),
+    'parquet with an empty answer': Case(['check', '{t}/d.parquet'], 2, ["d.parquet, row 2, field 'output': empty answer"], prepare=lambda t, mp: _table_files(t)),
+    'save_to_disk folder with an empty answer': Case(['check', '{t}/disk'], 2, ["disk, row 2, field 'output': empty answer"], prepare=lambda t, mp: _table_files(t)),
+    'hf: local set with an empty answer': Case(['check', 'hf:{t}/hfset'], 2, ["hf:", "hfset, split train, index 1, field 'output': empty answer"], prepare=lambda t, mp: _table_files(t)),
+    'hf: a set that is not there': Case(['check', 'hf:{t}/nowhere'], 2, ['nowhere: datasets.load_dataset could not load']),
+    'parquet that is not parquet': Case(['check', '{t}/d.parquet'], 2, ['d.parquet: not a readable parquet file'], {'d.parquet': 'instruction,output\n'}),
+    'config report_to an integration not installed': _field('report_to', 'wandb', "not installed: ['wandb']"),
+    'config columns with an unknown field': _field('columns', '{{outptu: label}}', "unknown field 'outptu' in columns"),
+    'config columns not a mapping': _field('columns', 'input', 'expected a mapping of strings'),
+    'config label_map not a mapping': _field('label_map', '[a, b]', 'expected a mapping of strings'),
+    'chat --temperature 0': Case(['chat', '--model', 'base', '--temperature', '0'], 2, ['argument --temperature: must be greater than 0']),
+    'chat --top-p 1.5': Case(['chat', '--model', 'base', '--top-p', '1.5'], 2, ['argument --top-p: must be in (0, 1]']),
+    'chat --system with a template that has no place for it': Case(['chat', '--model', 'base', '--system', '你是助手'], 2, ["template 'zh' has no place for a system prompt"]),
+    'eval decoding options with label scoring': _eval('--labels', '正面,负面', '--repetition-penalty', '1.2', words=['decoding options (--repetition-penalty) apply to generation']),
+    'predict --no-repeat-ngram-size -1': _eval('--no-repeat-ngram-size', '-1', cmd='predict', words=['argument --no-repeat-ngram-size: must be at least 0']),
+    'export a folder that is not a finished run': Case(['export', '{t}/d', '--out', '{t}/x'], 2, ['not a finished run (no metrics.json)'], {'d/x.txt': 'x'}),
+    'export into the run itself': Case(['export', '{t}/run', '--out', '{t}/run'], 2, ['run folder'], prepare=_finished, then=_unchanged),
     'config is a list': Case(['train', '{t}/c.yaml'], 2, ['expected a mapping of config keys'], {'c.yaml': '- model: base\n'}),
     'config with an alias bomb': Case(['train', '{t}/c.yaml'], 2, ['c.yaml, line 2: invalid YAML: aliases (*a) are not allowed'], {'c.yaml': 'a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nlabels: [*b, *b, *b, *b]\n'}),
     'config key given twice': Case(['train', '{t}/c.yaml'], 2, ["c.yaml, line 8: invalid YAML: key 'lr' given twice"], {'c.yaml': CFG + 'lr: 0.1\nlr: 0.2\n'}),
