@@ -264,7 +264,7 @@ def parse_row(row:dict, # one row of a data file
     return rec
 
 # %% ../nbs/02_data.ipynb #eb95d882
-def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
+def load_records(path:str|Path, # a .json, .jsonl, .csv, .tsv, .parquet or .arrow file, a save_to_disk folder, or "hf:NAME[:CONFIG][:SPLIT]"
                  columns:dict|None=None, # our field name -> the file's column, e.g. {'output': 'response'}
                  instruction:str|None=None, # fixed instruction for files without one
                  labels=None, # allowed answers; None: any
@@ -275,7 +275,7 @@ def load_records(path:str|Path, # .json, .jsonl, .csv or .tsv file
                  verbose:bool=True, # print the report when rows were skipped
                  answers:bool=True, # every row must have an answer; False: rows without one are kept (to predict)
                 ) -> RecordList:
-    "Load and validate the examples of one data file."
+    "Load and validate the examples of one data source (see `read_rows`)."
     if columns and (msg := columns_problem(columns)): raise DataError(msg, path, field='columns')
     rep, out = LoadReport(str(path)), RecordList()
     for line, row in read_rows(path, fieldnames):
