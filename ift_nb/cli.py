@@ -155,7 +155,7 @@ def cmd_predict(a, # the parsed command-line arguments
 
 # %% ../nbs/11_cli.ipynb #53157e3e
 DEMO_RECIPES = {  # training settings per base model: TrainConfig fields (see the prose above for how they were chosen)
-    'gemma-3-270m': NAMED_BASES['gemma-3-270m']['recipe'] | dict(logging_steps=10),  # the base's own recipe
+    'gemma-3-270m': NAMED_BASES['gemma-3-270m']['recipe'] | dict(epochs=3, logging_steps=10),  # the base's own recipe, 3 epochs over the few demo examples
     'base': dict(lr=3e-3, epochs=15, batch_size=16, logging_steps=20),  # the tiny base: more epochs only overfit
 }
 DEMO_MODEL = 'gemma-3-270m'

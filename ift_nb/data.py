@@ -313,6 +313,8 @@ _ZH_SENT = {'positive': '正面', 'negative': '负面'}
 SHARED = {  # name: (file, load_records keyword arguments)
     **{f'chnsenticorp_{s}': (f'zh_sentiment/chnsenticorp_{s}.tsv', dict(fieldnames=['input', 'output'],
         instruction=INSTRUCTIONS['sentiment_zh'], label_map=_ZH_SENT, labels=LABELS['sentiment_zh'])) for s in ('train', 'dev')},
+    'online_shopping_4cats': ('zh_sentiment/online_shopping_4cats.tsv', dict(fieldnames=['category', 'input', 'output'],  # other domains: never trained on
+        instruction=INSTRUCTIONS['sentiment_zh'], label_map=_ZH_SENT, labels=LABELS['sentiment_zh'])),
     **{f'csl_title_{s}': (f'zh_summarization/csl_title_{s}.tsv', dict(fieldnames=['task', 'input', 'output'],
         instruction=INSTRUCTIONS['title_zh'])) for s in ('dev', 'test')},
     **{f'csl_keywords_{s}': (f'zh_summarization/csl_keywords_{s}.tsv', dict(fieldnames=['task', 'input', 'output'],
