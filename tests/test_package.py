@@ -335,3 +335,19 @@ def test_notebooks_import_only_earlier_chapters():
                     n = m.split('.')[1] if m.startswith('ift_nb.') else None
                     if n in chapter and chapter[n] > ch: bad.append(f"{nb.name} cell {i} ({c.get('id')}) imports {n} ({chapter[n]})")
     assert not bad, bad
+
+def test_results_are_data_with_their_provenance():
+    "Every slow result kept in nbs/results is `{result, provenance}`: the commit, machine, seed, wall time and the function that made it; the sentiment domains read back as rows."
+    files = sorted((ROOT/'nbs'/'results').glob('*.json'))
+    assert files, 'nbs/results holds no result'
+    for p in files:
+        d = json.loads(p.read_text(encoding='utf-8'))
+        assert set(d) == {'result', 'provenance'}, p.name
+        prov = d['provenance']
+        for k in ('commit', 'date', 'cpu', 'cores', 'torch', 'transformers', 'seed', 'made_by', 'wall_s'): assert k in prov, f"{p.name}: no {k}"
+        assert prov['commit'] and prov['wall_s'] > 0 and prov['made_by'], p.name
+    dom = ROOT/'nbs'/'results'/'sentiment_domains.json'
+    if dom.exists():
+        rows = json.loads(dom.read_text(encoding='utf-8'))['result']['rows']
+        assert {r['domain'] for r in rows} == {'ChnSentiCorp dev', '平板', '水果', '洗发水', '衣服'}
+        assert all(0 <= r['ift'] <= 1 and 0 <= r['tfidf'] <= 1 and r['n'] in (500, 1200) for r in rows)
