@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RULES', 'combine', 'fit_weights', 'expected_calibration_error', 'ClassifierMember', 'LMMember', 'train_classifier',
-           'Ensemble']
+           'Ensemble', 'average_weights']
 
 # %% ../nbs/06_ensemble.ipynb #3b0eae80
 import json, os, shutil, time
@@ -280,3 +280,28 @@ def load(cls:Ensemble, path, device=None):
     meta = json.loads((p/'ensemble.json').read_text())
     members = [_KINDS[k].load(p/f'member_{i}', device=device) for i, k in enumerate(meta['kinds'])]
     return cls(members, meta['rule'], meta['weights'])
+
+# %% ../nbs/06_ensemble.ipynb #6a0e1b02
+@torch.no_grad()
+def average_weights(paths:list, # model folders fine-tuned from one base (seeds, samples, checkpoints)
+                    weights:list|None=None, # one non-negative number per folder; None: the plain mean
+                    device=None, # where to put the averaged model; None: `get_device()`
+                   ):
+    "One causal LM whose every floating-point weight is the weighted mean of the folders' weights (a weight-space ensemble)."
+    if len(paths) < 2: raise ValueError(f"average_weights needs two or more model folders, got {len(paths)}")
+    w = torch.tensor([1.] * len(paths) if weights is None else [float(x) for x in weights], dtype=torch.float64)
+    if len(w) != len(paths) or (w < 0).any() or w.sum() <= 0: raise ValueError(f"weights: one non-negative number per folder, not all 0 (got {weights})")
+    w = (w / w.sum()).tolist()
+    model = load_model(paths[0], device='cpu', dtype=torch.float32)
+    sd = model.state_dict()
+    acc = {k: v.double() * w[0] for k, v in sd.items() if v.is_floating_point()}
+    for p, wi in zip(paths[1:], w[1:]):
+        other = load_model(p, device='cpu', dtype=torch.float32).state_dict()
+        if other.keys() != sd.keys() or any(other[k].shape != v.shape for k, v in sd.items()):
+            raise ValueError(f"{p}: its weights differ from {paths[0]}'s in names or shapes; only models of one architecture average")
+        bad = [k for k, v in sd.items() if not v.is_floating_point() and not torch.equal(v, other[k])]
+        if bad: raise ValueError(f"{p}: the non-float tensor {bad[0]} differs from {paths[0]}'s")
+        for k in acc: acc[k] += other[k].double() * wi
+        del other
+    for k, v in acc.items(): sd[k].copy_(v)
+    return model.to(get_device(device)).eval()
