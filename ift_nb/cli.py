@@ -15,7 +15,7 @@ from transformers import TextStreamer
 from pathlib import Path
 
 # %% ../nbs/11_cli.ipynb #68a550cd
-from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table, NAMED_BASES
+from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table, NAMED_BASES, base_recipe
 from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record, get_template
 from .train import TrainConfig, train, field_kind, export_run
 from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model, Decoding
@@ -155,7 +155,7 @@ def cmd_predict(a, # the parsed command-line arguments
 
 # %% ../nbs/11_cli.ipynb #53157e3e
 DEMO_RECIPES = {  # training settings per base model: TrainConfig fields (see the prose above for how they were chosen)
-    'gemma-3-270m': NAMED_BASES['gemma-3-270m']['recipe'] | dict(epochs=3, logging_steps=10),  # the base's own recipe, 3 epochs over the few demo examples
+    'gemma-3-270m': base_recipe('gemma-3-270m', lora=True) | dict(lora=True, epochs=3, logging_steps=10),  # the base's LoRA recipe, 3 epochs over the few demo examples
     'base': dict(lr=3e-3, epochs=15, batch_size=16, logging_steps=20),  # the tiny base: more epochs only overfit
 }
 DEMO_MODEL = 'gemma-3-270m'

@@ -23,7 +23,7 @@ warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprec
 from transformers import Trainer, TrainerState, TrainingArguments, TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import rotate_checkpoints
-from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES
+from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES, base_recipe
 from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator, get_template, columns_problem
 from .augment import Augmenter, get_pool
@@ -139,7 +139,7 @@ def from_dict(cls:TrainConfig, d:dict, # config keys (or their Hugging Face name
         name = alias.get(k, k)
         if name in out: raise DataError(f"given twice, as {name!r} and as {k!r}", source, field=name)
         out[name] = _coerce(v, known[name], source)
-    rec = NAMED_BASES.get(out.get('model'), {}).get('recipe') if out.get('recipe', True) else None
+    rec = base_recipe(out.get('model'), out.get('lora')) if out.get('recipe', True) else None
     if rec: out = {k: v for k, v in rec.items() if k not in out} | out  # a named base's recipe, for the settings the config leaves out
     return cls(**out).check(source)
 
@@ -633,7 +633,7 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
     if isinstance(cfg, dict): cfg = TrainConfig.from_dict(cfg)
     elif not isinstance(cfg, TrainConfig): cfg = TrainConfig.from_yaml(cfg)
     cfg.check()
-    if verbose and cfg.recipe and (rec := NAMED_BASES.get(cfg.model, {}).get('recipe')):
+    if verbose and cfg.recipe and (rec := base_recipe(cfg.model, cfg.lora)):
         print(f"{cfg.model}'s recipe, as this run has it (a setting given wins; recipe: false drops it): " + ', '.join(f"{k}={getattr(cfg, k)}" for k in rec))
     out, first = writable_dir(cfg.output_dir), int(os.environ.get('RANK', '0')) == 0  # under torchrun the first process holds the folder
     with OutputLock(out) if first else nullcontext():
