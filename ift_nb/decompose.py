@@ -4,11 +4,10 @@
 
 # %% auto #0
 __all__ = ['StepError', 'keep_text', 'split_list', 'Step', 'Trace', 'save_traces', 'load_traces', 'Chain', 'load_adapters',
-           'step_records', 'multitask_records', 'join_csl', 'keyword_f1', 'keyword_coverage', 'repeated_ngrams',
-           'paired_bootstrap']
+           'step_records', 'multitask_records', 'join_csl', 'keyword_f1', 'keyword_coverage', 'paired_bootstrap']
 
 # %% ../nbs/07_decompose.ipynb #2ac6947b
-import json, random, statistics, string
+import json, random, statistics, string, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ from typing import Callable
 # %% ../nbs/07_decompose.ipynb #b5636f41
 from .base import load_model, load_tokenizer
 from .data import Record, RecordList, DataError, load_shared
-from .execute import generate
+from .execute import generate, repeated_ngrams
 
 # %% ../nbs/07_decompose.ipynb #dbc9dd1b
 class StepError(ValueError):
@@ -82,14 +81,14 @@ def _check(steps):
 class Trace:
     "Every intermediate result of one example."
     input: str
-    steps: list = field(default_factory=list)  # dicts: name, instruction, input, raw, value, fallback
+    steps: list = field(default_factory=list)  # dicts: name, instruction, input, raw, value, fallback, repeated (share of repeated 4-grams), loop
     def value(self, name:str): return next(s['value'] for s in self.steps if s['name'] == name)
     @property
     def output(self): return self.steps[-1]['value'] if self.steps else None
     def __str__(self):
         lines = [f"input: {self.input[:80]}{'...' if len(self.input) > 80 else ''}"]
         for s in self.steps:
-            lines.append(f"  [{s['name']}] {s['instruction'][:60]} -> {s['raw']!r}" + (' (fallback: ' + repr(s['value']) + ')' if s['fallback'] else ''))
+            lines.append(f"  [{s['name']}] {s['instruction'][:60]} -> {s['raw']!r}" + (' (fallback: ' + repr(s['value']) + ')' if s['fallback'] else '') + (' (loops)' if s.get('loop') else ''))
         return '\n'.join(lines)
 
 def save_traces(traces:list[Trace], # what `Chain.run` returned
@@ -120,21 +119,33 @@ class Chain:
         if missing: raise ValueError(f"no model for {missing}: give models={{name: (model, tokenizer)}}")
         self.steps, self.models, self.template = steps, models, template
 
-    def run(self, inputs:list[str], batch_size:int=16, max_prompt_length:int=512) -> list[Trace]:
+    def run(self, inputs:list[str], batch_size:int=16, max_prompt_length:int=512,
+            decoding:dict|None=None, # `generate`'s decoding keywords for every step (`Decoding(...).kwargs()`); None: greedy
+            loop_at:float=0.5, # an output whose share of repeated 4-grams (`repeated_ngrams`) reaches this loops
+            on_loop:str='warn', # a looping output: 'warn' (passed on, traced, counted in a warning), 'fallback' (as if unparsable) or 'raise'
+           ) -> list[Trace]:
         "Run the chain on `inputs`; returns one `Trace` per input."
+        if on_loop not in ('warn', 'fallback', 'raise'): raise ValueError(f"on_loop must be 'warn', 'fallback' or 'raise', not {on_loop!r}")
         traces, ctxs = [Trace(x) for x in inputs], [dict(input=x) for x in inputs]
         for s in self.steps:
             model, tok = self.models[s.model]
             if s.adapter is not None: model.set_adapter(s.adapter)
             recs = [s.render(c) for c in ctxs]
-            raws = generate(model, tok, recs, self.template, s.max_new_tokens, batch_size, max_prompt_length, progress=False)
+            raws = generate(model, tok, recs, self.template, s.max_new_tokens, batch_size, max_prompt_length, progress=False, **(decoding or {}))
+            loops = []
             for i, (r, raw) in enumerate(zip(recs, raws)):
-                try: v, fb = s.parser(raw), False
+                rep = repeated_ngrams(raw); loop = rep >= loop_at
+                if loop: loops.append(i)
+                try:
+                    if loop and on_loop != 'warn': raise ValueError(f"the output loops ({rep:.0%} of its 4-grams repeat)")
+                    v, fb = s.parser(raw), False
                 except ValueError as e:
-                    if s.fallback is None: raise StepError(s.name, i, f"{e} (prompt: {r.instruction[:60]!r}); declare a fallback to continue") from None
+                    if s.fallback is None or (loop and on_loop == 'raise'): raise StepError(s.name, i, f"{e} (prompt: {r.instruction[:60]!r}); declare a fallback to continue") from None
                     v, fb = (s.fallback(ctxs[i]) if callable(s.fallback) else s.fallback.format(**_as_text(ctxs[i]))), True
                 ctxs[i][s.name] = v
-                traces[i].steps.append(dict(name=s.name, instruction=r.instruction, input=r.input, raw=raw, value=v, fallback=fb))
+                traces[i].steps.append(dict(name=s.name, instruction=r.instruction, input=r.input, raw=raw, value=v, fallback=fb, repeated=round(rep, 4), loop=loop))
+            if loops: warnings.warn(f"step {s.name!r}: {len(loops)} of {len(recs)} outputs loop (at least {loop_at:.0%} of their 4-grams repeat), examples {loops[:8]}"
+                                    + ('; passed on as they are' if on_loop == 'warn' else '; replaced by the fallback'), stacklevel=2)
         return traces
 
 # %% ../nbs/07_decompose.ipynb #c435286e
@@ -205,13 +216,6 @@ def keyword_coverage(text:str, # a generated text
                     ) -> float:
     "Share of `keywords` that occur in `text` verbatim."
     return sum(k.strip() in text for k in keywords) / len(keywords) if keywords else 0.0
-
-def repeated_ngrams(text:str, # a generated text
-                    n:int=4, # n-gram length in characters
-                   ) -> float:
-    "Share of the character n-grams of `text` that repeat an earlier one: 0 for none, near 1 for a loop."
-    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 def paired_bootstrap(x:list, # scores of the first system, one per item
                      y:list, # scores of the second on the same items, in the same order
