@@ -6,14 +6,15 @@
 __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES', 'CACHE_VERSION', 'BASE_PRESETS', 'NAMED_BASES',
            'get_device', 'use_bf16', 'default_dtype', 'cpu_name', 'show_progress', 'md_table', 'embedded_path',
            'shared_data_dir', 'embedded_corpus', 'shared_corpus', 'base_corpus', 'train_tokenizer', 'small_config',
-           'count_params', 'BaseModelError', 'safetensors_problem', 'check_finite', 'model_folder_problem',
-           'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory', 'trainer_args', 'quiet', 'pretrain',
-           'put_in_place', 'replacing', 'atomic_dir', 'write_atomic', 'cache_dir', 'base_model_key', 'base_model_path',
-           'pretrain_info', 'preset_path', 'text_nll', 'base_recipe', 'gguf_file', 'named_base_path', 'resolve_model',
-           'nats_per_char', 'use_cjk_font', 'plot_loss']
+           'count_params', 'BaseModelError', 'safetensors_problem', 'check_finite', 'hub_reachable',
+           'model_folder_problem', 'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory',
+           'trainer_args', 'quiet', 'pretrain', 'put_in_place', 'replacing', 'atomic_dir', 'write_atomic', 'fresh',
+           'provenance', 'cached', 'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path',
+           'text_nll', 'base_recipe', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
+           'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
-import hashlib, importlib, json, os, shutil, tempfile, time, warnings
+import functools, hashlib, importlib, json, os, shutil, socket, subprocess, tempfile, time, urllib.parse, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from importlib.resources import files
@@ -217,6 +218,26 @@ def _looks_local(s:str) -> bool:
     p = s.replace('\\', '/')
     return Path(s).is_absolute() or s.startswith(('.', '~')) or p.count('/') > 1 or ('/' in p and Path(p.split('/')[0]).is_dir())
 
+@functools.cache
+def hub_reachable(timeout:float=3, # seconds to wait for a connection
+                 ) -> bool:
+    "Whether the Hugging Face hub answers a connection here (asked once per process); False under `HF_HUB_OFFLINE`."
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE: return False
+    u = urllib.parse.urlparse(constants.ENDPOINT)
+    try: socket.create_connection((u.hostname, u.port or (443 if u.scheme == 'https' else 80)), timeout=timeout).close(); return True
+    except OSError: return False
+
+def _hub_kwargs(name, # a hub name, not a local folder
+                what:str, # what is loaded, for the error
+               ) -> dict:
+    "`from_pretrained` keywords for hub name `name`: the local Hugging Face cache only where the hub cannot be reached, and an error at once where that cache lacks it too (no minute of retries)."
+    if hub_reachable(): return {}
+    from huggingface_hub import try_to_load_from_cache
+    if not isinstance(try_to_load_from_cache(str(name), 'config.json'), str):
+        raise BaseModelError(f"{name}: no such local folder, and the hub could not provide {what} (not in the Hugging Face cache, and the hub cannot be reached from here)")
+    return dict(local_files_only=True)
+
 def model_folder_problem(path, # a local model folder
                         ) -> str|None:
     "What keeps `path` from being loaded as a model: missing, not a folder, no config, weights cut short; None when nothing does."
@@ -238,7 +259,9 @@ def load_tokenizer(name_or_path:str|Path, # hub name or local folder
         if why := model_folder_problem(p): raise BaseModelError(f"{name_or_path}: {why}")
         if not any((p/f).is_file() for f in ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'vocab.json')):
             raise BaseModelError(f"{name_or_path}: holds no tokenizer files (tokenizer.json, tokenizer_config.json...)")
-    try: tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **kwargs)
+        hub = {}
+    else: hub = _hub_kwargs(name_or_path, 'its tokenizer')
+    try: tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, **hub, **kwargs)
     except OSError as e: raise BaseModelError(f"{name_or_path}: no such local folder, and the hub could not provide its tokenizer ({str(e).splitlines()[0]})") from None
     if tok.pad_token is None and tok.eos_token is not None: tok.pad_token = tok.eos_token
     if chat_template is not None: tok.chat_template = chat_template
@@ -254,8 +277,9 @@ def load_model(name_or_path:str|Path, # hub name or local folder
     device, p = get_device(device), Path(name_or_path).expanduser()
     show_progress()  # no weight-loading bars under tests or IFT_NB_QUIET
     if (local := p.exists() or _looks_local(str(name_or_path))) and (why := model_folder_problem(p)): raise BaseModelError(f"{name_or_path}: {why}")
+    hub = {} if local else _hub_kwargs(name_or_path, 'it')
     try: model, info = AutoModelForCausalLM.from_pretrained(str(p if local else name_or_path), dtype=dtype or torch.float32, output_loading_info=True,
-                                                            trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs)
+                                                            trust_remote_code=trust_remote_code, use_safetensors=True, **hub, **kwargs)
     except OSError as e:
         if local: raise BaseModelError(f"{name_or_path}: {' '.join(str(e).split())}") from None
         raise BaseModelError(f"{name_or_path}: no such local folder, and the hub could not provide it ({str(e).splitlines()[0]})") from None
@@ -386,6 +410,36 @@ def write_atomic(path:Path, # the file to write (replaced if it exists)
     "Write `text` (UTF-8) to `path` whole (`replacing`)."
     with replacing(path) as tmp: tmp.write_text(text, encoding='utf-8')
     return Path(path)
+
+# %% ../nbs/00_base.ipynb #0c0a1e02
+def fresh() -> bool:
+    "True when `IFT_NB_FRESH` is set (`pytest tests --slow --fresh` sets it): every cache is bypassed, so slow cells assert on a new run."
+    return os.environ.get('IFT_NB_FRESH', '') not in ('', '0')
+
+def provenance(seed=None, # the run's seed, when it has one
+               **extra, # anything else that says how the result was made (the cell, the command, the wall time)
+              ) -> dict:
+    "Where and when a result was made: commit, date, CPU model and cores, torch and transformers versions, GPU if any."
+    import transformers
+    git = lambda *a: subprocess.run(['git', *a], capture_output=True, text=True, timeout=10).stdout.strip()
+    try: commit = (git('rev-parse', '--short', 'HEAD') or None) and git('rev-parse', '--short', 'HEAD') + ('+changes' if git('status', '--porcelain', '--untracked-files=no') else '')
+    except (OSError, subprocess.SubprocessError): commit = None  # '+changes': the working tree differed from the commit
+    return dict(commit=commit, date=time.strftime('%Y-%m-%d %H:%M:%S %z'), cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__,
+                transformers=transformers.__version__, gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, seed=seed, **extra)
+
+def cached(path, # the JSON file that keeps the result (with its provenance)
+           fn, # computes the result (JSON-serialisable) when the file is not there, or always under `fresh()`
+           seed=None, # recorded in the provenance
+          ):
+    "`fn()`'s result, computed once and kept as JSON in `path` as `{result, provenance}` (wall time included); recomputed under `fresh()`."
+    p = Path(path)
+    if p.exists() and not fresh():
+        d = json.loads(p.read_text(encoding='utf-8'))
+        return d['result'] if isinstance(d, dict) and set(d) == {'result', 'provenance'} else d  # older files: the bare result
+    t = time.time(); res = fn()
+    doc = json.dumps(dict(result=res, provenance=provenance(seed, made_by=getattr(fn, '__qualname__', repr(fn)), wall_s=round(time.time() - t, 1))), ensure_ascii=False, indent=1)
+    p.parent.mkdir(parents=True, exist_ok=True); write_atomic(p, doc)
+    return json.loads(doc)['result']  # the same types as a later read (tuples become lists)
 
 # %% ../nbs/00_base.ipynb #de3fff81
 CACHE_VERSION = 1  # bump when `pretrain` changes in a way that changes its result

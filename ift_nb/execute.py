@@ -9,7 +9,7 @@ __all__ = ['prompt_text', 'encode_prompt', 'length_batches', 'stop_ids', 'genera
            'plot_before_after']
 
 # %% ../nbs/04_execute.ipynb #31ae55d9
-import os, copy, hashlib, functools, warnings
+import os, copy, hashlib, functools, inspect, warnings
 import torch
 from dataclasses import dataclass, asdict
 from transformers import set_seed
@@ -170,23 +170,44 @@ def _split_prompt(r, tok, labels, template, max_length):
 def answers_batch(prompts:list, # token ids of each prompt
                   answers:list, # for each prompt, the token ids of each of its answers
                   pad_id:int, # the tokenizer's pad id
+                  prefix:int=0, # leading prompt tokens every row shares, left out of the rows (computed once, as a cache)
                  ):
-    "One left-padded row per prompt: the prompt, then all its answers; each answer attends to the prompt and to itself only."
-    rows = [p + [t for x in xs for t in x] for p, xs in zip(prompts, answers)]
+    "One left-padded row per prompt: the prompt (after `prefix`), then all its answers; each answer attends to the prompt and to itself only."
+    rows = [p[prefix:] + [t for x in xs for t in x] for p, xs in zip(prompts, answers)]
     B, L = len(rows), max(map(len, rows))
     ids = torch.full((B, L), pad_id, dtype=torch.long)
     pos = torch.zeros((B, L), dtype=torch.long)
     seg = torch.full((B, L), -2, dtype=torch.long)  # -2 pad, -1 prompt, j answer j
     for b, (p, xs) in enumerate(zip(prompts, answers)):
-        o = L - len(rows[b]); ids[b, o:] = torch.tensor(rows[b]); seg[b, o:o + len(p)] = -1; pos[b, o:o + len(p)] = torch.arange(len(p))
-        s = o + len(p)
+        o, n = L - len(rows[b]), len(p) - prefix; ids[b, o:] = torch.tensor(rows[b]); seg[b, o:o + n] = -1; pos[b, o:o + n] = torch.arange(prefix, len(p))
+        s = o + n
         for j, x in enumerate(xs): seg[b, s:s + len(x)] = j; pos[b, s:s + len(x)] = len(p) + torch.arange(len(x)); s += len(x)
     q, kv = seg[:, :, None], seg[:, None, :]
     mask = ((kv == -1) & (q != -2) | (kv == q) & (q >= 0)) & torch.tril(torch.ones(L, L, dtype=torch.bool))
     mask |= torch.eye(L, dtype=torch.bool) & (seg == -2)[:, :, None]  # a pad attends to itself only
+    mask = torch.cat([(seg != -2)[:, :, None].expand(B, L, prefix), mask], -1)  # every real token sees the shared prefix
     return ids, pos, mask[:, None]
 
+
 # %% ../nbs/04_execute.ipynb #cba8f3a0
+def _shared_prefix(prompts):
+    "Length of the token prefix all `prompts` share, short of each one's last token (whose logits score the answers)."
+    n = min(map(len, prompts)) - 1
+    for i in range(max(n, 0)):
+        if any(p[i] != prompts[0][i] for p in prompts): return i
+    return max(n, 0)
+
+def _prefix_cache(model, ids):
+    "The key/value cache of the prompt tokens `ids` (one row), and the keyword `model`'s forward takes it by."
+    out = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1)
+    m = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    return out.cache if hasattr(out, 'cache') else out.past_key_values, 'cache' if 'cache' in inspect.signature(m.forward).parameters else 'past_key_values'
+
+def _repeated(cache, n):
+    "A copy of a one-row `cache` for `n` rows (the forward pass appends to the cache it is given)."
+    c = copy.deepcopy(cache); c.batch_repeat_interleave(n)
+    return c
+
 @torch.no_grad()
 def score_labels_shared(model, # a causal LM
                         tok, # its tokenizer
@@ -197,6 +218,7 @@ def score_labels_shared(model, # a causal LM
                         batch_size:int=32, # prompts per forward pass (each with all its answers)
                         length_norm:bool=False, # mean instead of sum of token log-probabilities
                         progress:bool|None=None, # show a progress bar; None: unless quiet
+                        share_prefix:bool=True, # compute the prompt tokens every record begins with (e.g. the instruction) once
                        ) -> torch.Tensor:
     "Log-likelihood of each label as the answer to each record, (records, labels): one pass over each prompt and all its answers."
     model.eval()
@@ -207,13 +229,16 @@ def score_labels_shared(model, # a causal LM
         warnings.warn(f"{len(alone)} of {len(records)} records scored with one pass per label: their prompt is tokenised differently before different labels")
         out[alone] = score_labels(model, tok, [records[i] for i in alone], labels, template, max_length, batch_size, length_norm, progress=False)
     rest = [i for i, s in enumerate(split) if s is not None]
+    P = _shared_prefix([split[i][0] for i in rest]) if share_prefix and rest else 0
+    if P: pre, kw = _prefix_cache(model, split[rest[0]][0][:P])
     for k in length_batches([len(split[i][0]) + sum(map(len, split[i][1])) for i in rest], batch_size, 'scoring labels', progress):
         idx = [rest[j] for j in k]
         ps, xs = [split[i][0] for i in idx], [split[i][1] for i in idx]
-        ids, pos, mask = answers_batch(ps, xs, tok.pad_token_id)
+        ids, pos, mask = answers_batch(ps, xs, tok.pad_token_id, P)
         K, L = max(sum(map(len, x)) for x in xs) + 1, ids.shape[1]  # the last prompt token and the answers
         keep = torch.arange(L - K, L, device=dev)  # as positions, not `K`: the output layer then gets a contiguous copy, not a strided view
-        lp = model(input_ids=ids.to(dev), position_ids=pos.to(dev), attention_mask=mask.to(dev), logits_to_keep=keep).logits.float().log_softmax(-1).cpu()
+        lp = model(input_ids=ids.to(dev), position_ids=pos.to(dev), attention_mask=mask.to(dev), logits_to_keep=keep,
+                   **({kw: _repeated(pre, len(ps))} if P else {})).logits.float().log_softmax(-1).cpu()
         for b, x in enumerate(xs):
             s = p = L - sum(map(len, x))  # where the first answer starts
             for j, a in enumerate(x):

@@ -313,6 +313,9 @@ CASES = {
     'eval a model cut short': _eval_model(lambda d: _cut('model.safetensors')(d), ['model.safetensors is cut short (1,000 bytes']),
     'eval an empty model folder': _eval_model(lambda d: [f.unlink() for f in d.iterdir()], ['holds no config.json: not a model folder']),
     'eval a missing model folder': Case(['eval', '--model', '{t}/nowhere/model', '--data', 'embedded:sentiment:zh'], 2, ['nowhere/model: no such model folder'], light=False),
+    'train a one-word model name found nowhere': Case(['train', '--model', 'nosuchmodel', '--train', 'embedded:sentiment:zh', '--output-dir', '{t}/run'], 2,
+                                                      ['nosuchmodel: no such local folder, and the hub could not provide'], light=False,
+                                                      then=lambda t, out, err: _assert('Retrying' not in err)),  # no minute of hub retries where it cannot be reached
     'check --tokenizer a folder without one': Case(['check', '{t}/d.jsonl', '--tokenizer', '{t}/m'], 2, ['holds no tokenizer files'], {'d.jsonl': ROWS},
                                                    prepare=lambda t, mp: _model_copy(t, lambda d: [f.unlink() for f in d.glob('tokenizer*')])),
     # rows
