@@ -18,7 +18,7 @@ import torch
 # %% ../nbs/10_bench.ipynb #be3123d8
 from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic, cpu_name, md_table
 from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
-from .objective import sequence_nll, IGNORE_INDEX
+from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits, count_supervised
 from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
 from .train import TokenCounter
 from .checks import check_values, check_references, python_command, writable_dir, OutputLock, setting, rules_of, not_an_input
@@ -96,8 +96,9 @@ def held_out_loss(model, # a causal LM
     col, tot, n = Collator(tok.pad_token_id), 0.0, 0
     for idx in length_batches([len(f['input_ids']) for f in feats], batch_size, progress=False):
         b = {k: v.to(model.device) for k, v in col([feats[i] for i in idx]).items()}
-        s, c = sequence_nll(model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits, b['labels'])
-        tot += s.sum().item(); n += c.sum().item()
+        keep = dict(logits_to_keep=answer_positions(b['labels'])) if keeps_logits(model) else {}  # the output layer where the loss needs it, as in training
+        tot += answer_loss_at(model(input_ids=b['input_ids'], attention_mask=b['attention_mask'], **keep).logits, b['labels'], 1).item()  # summed
+        n += count_supervised(b['labels']).item()
     return tot / n
 
 # %% ../nbs/10_bench.ipynb #c32aac72

@@ -123,7 +123,6 @@ def repeated_ngrams(text:str, # an answer
         g = text[i:i+n]; again += g in seen; seen.add(g)
     return again / total if total else 0.0
 
-
 # %% ../nbs/04_execute.ipynb #8d225b58
 @torch.no_grad()
 def score_labels(model, # a causal LM
@@ -187,7 +186,6 @@ def answers_batch(prompts:list, # token ids of each prompt
     mask |= torch.eye(L, dtype=torch.bool) & (seg == -2)[:, :, None]  # a pad attends to itself only
     mask = torch.cat([(seg != -2)[:, :, None].expand(B, L, prefix), mask], -1)  # every real token sees the shared prefix
     return ids, pos, mask[:, None]
-
 
 # %% ../nbs/04_execute.ipynb #cba8f3a0
 def _shared_prefix(prompts):
