@@ -187,7 +187,7 @@ def answers_batch(prompts:list, # token ids of each prompt
     mask = torch.cat([(seg != -2)[:, :, None].expand(B, L, prefix), mask], -1)  # every real token sees the shared prefix
     return ids, pos, mask[:, None]
 
-# %% ../nbs/04_execute.ipynb #cba8f3a0
+# %% ../nbs/04_execute.ipynb #cba8f3a1
 def _shared_prefix(prompts):
     "Length of the token prefix all `prompts` share, short of each one's last token (whose logits score the answers)."
     n = min(map(len, prompts)) - 1
@@ -206,6 +206,7 @@ def _repeated(cache, n):
     c = copy.deepcopy(cache); c.batch_repeat_interleave(n)
     return c
 
+# %% ../nbs/04_execute.ipynb #cba8f3a0
 @torch.no_grad()
 def score_labels_shared(model, # a causal LM
                         tok, # its tokenizer
@@ -242,8 +243,7 @@ def score_labels_shared(model, # a causal LM
             for j, a in enumerate(x):
                 at = torch.tensor([p - 1] + list(range(s, s + len(a) - 1))) - (L - K)  # what predicts a's tokens: the last prompt token, then a's own
                 tl = lp[b, at, torch.tensor(a)]
-                out[idx[b], j] = tl.mean() if length_norm else tl.sum()
-                s += len(a)
+                out[idx[b], j], s = (tl.mean() if length_norm else tl.sum()), s + len(a)
     return out
 
 # %% ../nbs/04_execute.ipynb #83cad666
