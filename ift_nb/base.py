@@ -10,8 +10,7 @@ __all__ = ['EOS', 'PAD', 'IM_START', 'IM_END', 'CHATML_TEMPLATE', 'MODEL_SIZES',
            'model_folder_problem', 'load_tokenizer', 'load_model', 'load_base', 'lm_blocks', 'LossHistory',
            'trainer_args', 'quiet', 'pretrain', 'put_in_place', 'replacing', 'atomic_dir', 'write_atomic', 'fresh',
            'provenance', 'cached', 'cache_dir', 'base_model_key', 'base_model_path', 'pretrain_info', 'preset_path',
-           'text_nll', 'base_recipe', 'gguf_file', 'named_base_path', 'resolve_model', 'nats_per_char', 'use_cjk_font',
-           'plot_loss']
+           'text_nll', 'base_recipe', 'gguf_file', 'named_base_path', 'resolve_model', 'use_cjk_font', 'plot_loss']
 
 # %% ../nbs/00_base.ipynb #61b08d1f
 import functools, hashlib, importlib, json, os, shutil, socket, subprocess, tempfile, time, urllib.parse, warnings
@@ -508,11 +507,16 @@ def preset_path(name:str='tiny', # a key of `BASE_PRESETS`
 @torch.no_grad()
 def text_nll(model, # a causal LM
              tok, # its tokenizer
-             text:str, # the text to score (no special tokens added)
+             texts:str|list[str], # the text, or texts, to score
+             per:str='token', # 'token': nats per predicted token; 'char': per character (compares models with different tokenizers)
+             special_tokens:bool=False, # add the tokenizer's special tokens (its BOS) to each text
             ) -> float:
-    "Mean next-token negative log-likelihood of `text` under `model` (nats per token)."
-    ids = torch.tensor([tok(text, add_special_tokens=False).input_ids], device=model.device)
-    return model(input_ids=ids, labels=ids).loss.item()
+    "Negative log-likelihood of `texts` under `model`, summed over every predicted token, per token or per character."
+    texts, total, n = [texts] if isinstance(texts, str) else texts, 0.0, 0
+    for t in texts:
+        ids = torch.tensor([tok(t, add_special_tokens=special_tokens).input_ids], device=model.device)
+        total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1); n += ids.shape[1] - 1
+    return total / (n if per == 'token' else sum(len(t) for t in texts))
 
 # %% ../nbs/00_base.ipynb #bb57c99b
 NAMED_BASES = {  # pretrained bases known by name: where the original lives, and the offline package that ships a quantised copy
@@ -609,19 +613,6 @@ def resolve_model(spec:str # "base[:PRESET]", a key of `NAMED_BASES` (e.g. "gemm
     if spec == 'base' or spec.startswith('base:'): return str(preset_path(spec.partition(':')[2] or 'tiny'))
     if spec in NAMED_BASES and not Path(spec).exists(): return str(named_base_path(spec))
     return spec
-
-# %% ../nbs/00_base.ipynb #13f4f443
-@torch.no_grad()
-def nats_per_char(model, # a causal LM
-                  tok, # its tokenizer
-                  texts:list[str], # the texts to score
-                 ) -> float:
-    "Negative log-likelihood of `texts` under `model`, in nats per character (comparable across tokenizers)."
-    total = 0.0
-    for t in texts:
-        ids = torch.tensor([tok(t).input_ids], device=model.device)  # with the tokenizer's BOS, if it has one
-        total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1)
-    return total / sum(len(t) for t in texts)
 
 # %% ../nbs/00_base.ipynb #4fd5a427
 _CJK_FONTS = ['Noto Sans CJK SC', 'Noto Sans CJK JP', 'WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Source Han Sans SC', 'SimHei', 'Microsoft YaHei', 'PingFang SC']

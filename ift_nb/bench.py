@@ -17,9 +17,9 @@ import torch
 
 # %% ../nbs/10_bench.ipynb #be3123d8
 from .base import get_device, load_model, load_tokenizer, use_bf16, resolve_model, write_atomic, cpu_name, md_table
-from .data import Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
+from .data import prompt_text, encode_prompt, Record, Collator, DataError, encode, load_data, drop_overlap, save_records, load_records
 from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits, count_supervised
-from .execute import prompt_text, encode_prompt, _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
+from .execute import _batches, length_batches, score_labels, score_labels_shared, generate_and_parse, generate
 from .train import TokenCounter
 from .checks import check_values, check_references, python_command, writable_dir, OutputLock, setting, rules_of, not_an_input
 

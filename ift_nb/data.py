@@ -6,8 +6,8 @@
 __all__ = ['ROW_FIELDS', 'INSTRUCTIONS', 'LABELS', 'SHARED', 'TEMPLATES', 'Record', 'DataError', 'LoadReport', 'RecordList',
            'table_rows', 'hf_rows', 'read_rows', 'columns_problem', 'parse_row', 'load_records', 'load_shared',
            'load_embedded', 'load_data', 'drop_overlap', 'split_records', 'save_records', 'PromptTemplate',
-           'ChatTemplate', 'get_template', 'prompt_ids', 'encode', 'Collator', 'to_dataset', 'TokenizeReport',
-           'tokenize_dataset', 'pack_indices', 'pack_dataset', 'PackedCollator']
+           'ChatTemplate', 'get_template', 'encode', 'prompt_text', 'encode_prompt', 'Collator', 'to_dataset',
+           'TokenizeReport', 'tokenize_dataset', 'pack_indices', 'pack_dataset', 'PackedCollator']
 
 # %% ../nbs/02_data.ipynb #8f62e667
 import bisect, csv, json, random, re
@@ -475,14 +475,6 @@ def _tokenize(tok, text):
     enc = tok(text, add_special_tokens=add, return_offsets_mapping=True)
     return enc['input_ids'], enc['offset_mapping']
 
-def prompt_ids(tok, # a Hugging Face (fast) tokenizer
-               text:str, # the prompt, rendered by a template
-              ) -> list[int]:
-    "Token ids of a prompt as the model sees it before its answer: like training, minus an EOS the tokenizer appends."
-    ids = _tokenize(tok, text)[0]
-    if ids and ids[-1] == tok.eos_token_id and not text.endswith(tok.eos_token or '\0'): ids = ids[:-1]
-    return ids
-
 def _label_spans(ids, offsets, spans):
     "Labels: the id where the token's characters reach into one of `spans`, else IGNORE_INDEX."
     labels = []
@@ -562,6 +554,31 @@ def encode(rec:Record, # the example
         if not isinstance(tpl, ChatTemplate): tpl = TEMPLATES['chat']
         return _encode_chat(rec, tok, tpl, max_length, add_eos)
     return _encode_single(rec, tok, tpl, max_length, add_eos)
+
+# %% ../nbs/02_data.ipynb #0629188a
+def prompt_text(rec:Record, # the record to answer
+                tok, # the model's tokenizer
+                template='zh', # the template used in training (a name or a template)
+               ) -> str:
+    "The text the model reads before writing its answer to `rec`."
+    tpl = get_template(template)
+    if isinstance(tpl, ChatTemplate) or rec.history:
+        return tok.apply_chat_template(rec.messages(with_answer=False), tokenize=False, add_generation_prompt=True)
+    return tpl.render(rec)[0]
+
+def encode_prompt(rec:Record, # the record to answer
+                  tok, # the model's tokenizer
+                  template='zh', # the template used in training
+                  max_length:int|None=None, # cut longer prompts as training does; None: never
+                 ) -> list[int]:
+    "Token ids of the prompt as training tokenises it, minus an EOS the tokenizer appends; a long input keeps its head."
+    text = prompt_text(rec, tok, template)
+    ids = _tokenize(tok, text)[0]
+    if ids and ids[-1] == tok.eos_token_id and not text.endswith(tok.eos_token or '\0'): ids = ids[:-1]
+    if max_length and len(ids) > max_length:
+        ex = encode(Record(rec.instruction, rec.input, '', rec.system, rec.history), tok, template, max_length, add_eos=False)
+        if ex['status'] == 'ok': ids = ex['input_ids']
+    return ids
 
 # %% ../nbs/02_data.ipynb #6794a529
 @dataclass

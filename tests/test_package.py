@@ -215,6 +215,26 @@ def test_train_cli_resumes_after_kill(tmp_path):
     m = json.loads((tmp_path/'run'/'metrics.json').read_text())
     assert m['steps'] == ckpts[-1] + 10 and m['resumed_from'].endswith(f'checkpoint-{ckpts[-1]}'), (ckpts, m['steps'], m['resumed_from'])
 
+def test_overwrite_killed_keeps_the_finished_run(tmp_path):
+    "An `--overwrite` killed mid-training leaves the finished run it was replacing whole, in .previous-run; the next overwrite that finishes replaces it."
+    import signal, time
+    cfg, run = tmp_path/'c.yaml', tmp_path/'run'
+    base = f"model: base\ntrain: embedded:sentiment\noutput_dir: {run}\nsave_steps: 5\nbatch_size: 4\nlogging_steps: 5\n"
+    cfg.write_text(base + 'max_steps: 5\n', encoding='utf-8')
+    assert ift_nb('train', str(cfg), env={'IFT_NB_QUIET': '1'}).returncode == 0
+    old = {f: (run/f).read_bytes() for f in ('metrics.json', 'model.safetensors')}
+    cfg.write_text(base + 'max_steps: 400\nseed: 1\n', encoding='utf-8')
+    p = subprocess.Popen(['ift_nb', 'train', str(cfg), '--overwrite'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'IFT_NB_QUIET': '1'})
+    t0 = time.time()
+    while time.time() - t0 < 300 and not ((run/'.previous-run').is_dir() and list(run.glob('checkpoint-*/trainer_state.json'))): time.sleep(0.2)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (run/'metrics.json').exists() and {f: (run/'.previous-run'/f).read_bytes() for f in old} == old  # the old run, whole, set aside
+    cfg.write_text(base + 'max_steps: 3\nseed: 2\n', encoding='utf-8')
+    r = ift_nb('train', str(cfg), '--overwrite', env={'IFT_NB_QUIET': '1'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((run/'metrics.json').read_text())['steps'] == 3 and not (run/'.previous-run').exists()
+    assert not [c for c in run.glob('checkpoint-*') if int(c.name.split('-')[1]) > 3]  # the killed run's checkpoints went with it
+
 def test_train_cli_bad_config(tmp_path):
     cfg = tmp_path/'c.yaml'; cfg.write_text('model: base\nbatch_size: lots\n', encoding='utf-8')
     r = ift_nb('train', str(cfg))

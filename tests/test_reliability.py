@@ -365,8 +365,11 @@ CASES = {
     'output folder not writable': Case(['train', '{t}/c.yaml'], 2, ['output folder cannot be written'], {'c.yaml': CFG.replace('{t}/run', '{t}/file/run'), 'file': 'x'}),
     'output folder in use': _train('', prepare=lambda t, mp: _hold(t, mp), words=['another run is writing into this folder', f'PID {os.getpid()}']),
     'finished run re-run': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=_finished, words=['already complete'], then=_unchanged),
+    '--overwrite whose training fails': _train('optim: sgd\nlr: 1e30\nweight_decay: 1e30\nscheduler: constant\nwarmup: 0\nmax_steps: 1\n', '--overwrite', light=False, prepare=_finished,
+                                               words=['non-finite weights at step 1'], then=lambda t, out, err: _unchanged(t, out, err) or _assert((t/'run'/'checkpoint-4').is_dir() and not (t/'run'/'.previous-run').exists())),
     'finished run --overwrite': _train('save_steps: 2\nmax_steps: 4\n', '--overwrite', code=0, light=False, prepare=_finished, words=[],
-                                      then=lambda t, out, err: _assert('model saved' in out and 'already complete' not in out and (t/'run'/'metrics.json').read_bytes() != (_FINISHED/'metrics.json').read_bytes())),
+                                      then=lambda t, out, err: _assert('model saved' in out and 'already complete' not in out and (t/'run'/'metrics.json').read_bytes() != (_FINISHED/'metrics.json').read_bytes()
+                                                                     and not (t/'run'/'.previous-run').exists())),
     'resume: false over checkpoints': _train('save_steps: 2\nmax_steps: 4\nresume: false\n', prepare=_with_ckpts, words=['holds checkpoints of an earlier run', 'checkpoint-4'],
                                             then=lambda t, out, err: _assert((t/'run'/'checkpoint-4').is_dir())),
     'last checkpoint cut short': _train('save_steps: 2\nmax_steps: 4\n', code=0, light=False, prepare=lambda t, mp: _with_ckpts(t, mp, None) or _cut('model.safetensors')(t/'run'/'checkpoint-4'),

@@ -1,6 +1,6 @@
-"""The docs website, built offline by `.ci/site.py` and checked page by page in headless Chromium (driven through the
-DevTools protocol over a pipe, no extra package), served from a local server, at 1280 and 400 px wide."""
-import base64, json, os, re, select, shutil, subprocess, sys, threading, time, urllib.request
+"""The docs website, built offline by `.ci/site.py` and checked page by page in headless Chromium (the system one, driven by
+Playwright), served from a local server, at 1280 and 400 px wide."""
+import json, re, shutil, subprocess, sys, threading, time, urllib.request
 from functools import partial
 from html.parser import HTMLParser
 from http.server import ThreadingHTTPServer, SimpleHTTPRequestHandler
@@ -10,92 +10,38 @@ from conftest import ROOT
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason='needs Chromium (apt-get install chromium; .ci/run installs it)')
-FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--disable-extensions', '--mute-audio']
 SHOTS = ROOT/'_screenshots'
 
 class Browser:
-    "Headless Chromium driven through the DevTools protocol over a pipe (`--remote-debugging-pipe`): one page, one process."
-    def __init__(self, profile):
-        (r_in, w_in), (r_out, w_out) = os.pipe(), os.pipe()
-        def fds():  # the browser reads commands on fd 3 and writes answers on fd 4
-            os.dup2(r_in, 3); os.dup2(w_out, 4)
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, '--remote-debugging-pipe', f'--user-data-dir={profile}', 'about:blank'],
-                                     pass_fds=(3, 4), preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(r_in); os.close(w_out)
-        self.w, self.r, self.buf, self.n, self.events = os.fdopen(w_in, 'wb', buffering=0), os.fdopen(r_out, 'rb', buffering=0), b'', 0, []
-        target = self.send('Target.createTarget', url='about:blank')['targetId']
-        self.session = self.send('Target.attachToTarget', targetId=target, flatten=True)['sessionId']
-        for domain in ('Page', 'Runtime', 'Log'): self.cmd(f'{domain}.enable')
-        self.size(1280, 900)
+    "The system Chromium, headless, driven by Playwright: one page; `open` returns the script errors and failed loads it saw."
+    def __init__(self):
+        from playwright.sync_api import sync_playwright
+        self.pw = sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu'])
+        self.page, self.errors = self.browser.new_page(viewport=dict(width=1280, height=900)), []
+        self.page.on('pageerror', lambda e: self.errors.append(str(e)))
+        self.page.on('console', lambda m: m.type == 'error' and self.errors.append(f'{m.text} {m.location.get("url", "")}'))
+        self.page.on('requestfailed', lambda r: self.errors.append(f'{r.url}: {r.failure}'))
 
-    def _read(self, timeout=60):
-        end = time.time() + timeout
-        while b'\0' not in self.buf:
-            if not select.select([self.r], [], [], max(0, end - time.time()))[0]: raise TimeoutError('Chromium did not answer')
-            chunk = self.r.read(1 << 16)
-            if not chunk: raise RuntimeError('Chromium closed the pipe')
-            self.buf += chunk
-        msg, self.buf = self.buf.split(b'\0', 1)
-        return json.loads(msg)
-
-    def send(self, method, session=None, **params):
-        self.n += 1; n = self.n
-        self.w.write(json.dumps(dict(id=n, method=method, params=params, **({'sessionId': session} if session else {}))).encode() + b'\0')
-        while True:
-            m = self._read()
-            if m.get('id') == n:
-                if 'error' in m: raise RuntimeError(f'{method}: {m["error"]}')
-                return m.get('result', {})
-            self.events.append(m)
-
-    def cmd(self, method, **params): return self.send(method, self.session, **params)
-
-    def size(self, width, height=900):
-        self.cmd('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
-
-    def js(self, expr):
-        "Evaluate JavaScript in the page (promises awaited) and return its value."
-        r = self.cmd('Runtime.evaluate', expression=expr, awaitPromise=True, returnByValue=True)
-        if 'exceptionDetails' in r: raise RuntimeError(f'{expr[:80]}: {r["exceptionDetails"]}')
-        return r['result'].get('value')
+    def size(self, width, height=900): self.page.set_viewport_size(dict(width=width, height=height))
+    def js(self, expr): return self.page.evaluate(expr)  # promises awaited, the value returned as JSON
 
     def wait(self, expr, timeout=10):
-        end = time.time() + timeout
-        while time.time() < end:
-            if self.js(expr): return True
-            time.sleep(.1)
-        return False
+        try: self.page.wait_for_function(expr, timeout=timeout * 1000); return True
+        except Exception: return False
 
     def open(self, url):
         "Load a page and wait until its load event and its scripts settled; returns the JavaScript problems logged."
-        self.events.clear()
-        self.cmd('Page.navigate', url=url)
-        assert self.wait("document.readyState === 'complete'", 30), url
-        time.sleep(.3); self.js('1')
-        return self.problems()
+        self.errors.clear()
+        self.page.goto(url, wait_until='load', timeout=30_000)
+        self.page.wait_for_timeout(300)
+        return list(self.errors)
 
-    def problems(self):
-        out = []
-        for e in self.events:
-            m, p = e.get('method'), e.get('params', {})
-            if m == 'Runtime.exceptionThrown': out.append(p['exceptionDetails'].get('exception', {}).get('description') or p['exceptionDetails'].get('text'))
-            elif m == 'Log.entryAdded' and p['entry'].get('level') == 'error': out.append(f"{p['entry'].get('text')} {p['entry'].get('url', '')}")
-            elif m == 'Runtime.consoleAPICalled' and p.get('type') == 'error': out.append(' '.join(str(a.get('value', a.get('description'))) for a in p.get('args', [])))
-        return out
+    def screenshot(self, path, width):
+        self.size(width); self.page.wait_for_timeout(200)
+        self.page.screenshot(path=str(path), full_page=True)
 
-    def screenshot(self, path, width, full=True):
-        self.size(width); time.sleep(.2)
-        h = self.js('document.documentElement.scrollHeight') if full else 900
-        self.size(width, min(h, 16000)); time.sleep(.5)
-        path.write_bytes(base64.b64decode(self.cmd('Page.captureScreenshot', format='png')['data']))
-        self.size(width)
-
-    def close(self):
-        try: self.send('Browser.close')
-        except Exception: pass
-        try: self.proc.wait(10)
-        except subprocess.TimeoutExpired: self.proc.kill()
+    def close(self): self.browser.close(); self.pw.stop()
 
 class _Page(HTMLParser):
     "Links, ids, images, MathML elements and sidebar entries of a DOM."
@@ -150,8 +96,8 @@ def site(tmp_path_factory):
     srv.shutdown()
 
 @pytest.fixture(scope='module')
-def browser(tmp_path_factory):
-    b = Browser(tmp_path_factory.mktemp('chromium'))
+def browser():
+    b = Browser()
     yield b
     b.close()
 
@@ -332,9 +278,7 @@ def test_search(site, browser):
     browser.open(f'{base}/index.html')
     hits = _search(browser, 'TrainConfig')
     assert hits[0]['hrefs'][0] == 'train.html' and 'train.html#trainconfig' in hits[0]['hrefs'][:3], hits[:2]  # the class or one of its methods (TrainConfig.from_yaml) first
-    browser.js("document.querySelector('input.md-search__input').focus(); 0")
-    browser.cmd('Input.dispatchKeyEvent', type='keyDown', key='Enter', code='Enter', windowsVirtualKeyCode=13, text='\r')
-    browser.cmd('Input.dispatchKeyEvent', type='keyUp', key='Enter', code='Enter', windowsVirtualKeyCode=13)
+    browser.page.focus('input.md-search__input'); browser.page.keyboard.press('Enter')
     assert browser.wait("location.pathname.endsWith('/train.html') && location.hash.startsWith('#trainconfig')", 10), ('Enter did not open the best hit', browser.js('location.href'))
 
 def _outputs(browser):
