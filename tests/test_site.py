@@ -21,7 +21,10 @@ class Browser:
         self.page, self.errors = self.browser.new_page(viewport=dict(width=1280, height=900)), []
         self.page.on('pageerror', lambda e: self.errors.append(str(e)))
         self.page.on('console', lambda m: m.type == 'error' and self.errors.append(f'{m.text} {m.location.get("url", "")}'))
-        self.page.on('requestfailed', lambda r: self.errors.append(f'{r.url}: {r.failure}'))
+        # a load that failed or came back with an error status; a request cancelled (ERR_ABORTED, as when the next page's
+        # navigation starts while a preload of the last one is in flight) is not the site's fault
+        self.page.on('requestfailed', lambda r: 'ERR_ABORTED' not in (r.failure or '') and self.errors.append(f'{r.url}: {r.failure}'))
+        self.page.on('response', lambda r: r.status >= 400 and self.errors.append(f'{r.url}: HTTP {r.status}'))
 
     def size(self, width, height=900): self.page.set_viewport_size(dict(width=width, height=height))
     def js(self, expr): return self.page.evaluate(expr)  # promises awaited, the value returned as JSON
