@@ -512,9 +512,11 @@ def text_nll(model, # a causal LM
              special_tokens:bool=False, # add the tokenizer's special tokens (its BOS) to each text
             ) -> float:
     "Negative log-likelihood of `texts` under `model`, summed over every predicted token, per token or per character."
+    if per not in ('token', 'char'): raise ValueError(f"per={per!r}: choose 'token' or 'char'")
     texts, total, n = [texts] if isinstance(texts, str) else texts, 0.0, 0
-    for t in texts:
+    for i, t in enumerate(texts):
         ids = torch.tensor([tok(t, add_special_tokens=special_tokens).input_ids], device=model.device)
+        if ids.shape[1] < 2: raise ValueError(f"text {i} ({t[:20]!r}) has {ids.shape[1]} token(s): there is no next token to predict")
         total += model(input_ids=ids, labels=ids).loss.item() * (ids.shape[1] - 1); n += ids.shape[1] - 1
     return total / (n if per == 'token' else sum(len(t) for t in texts))
 
