@@ -540,6 +540,7 @@ def _start_point(out:Path, cfg:TrainConfig, overwrite:bool, first:bool) -> str|N
         print(f"skipping {name} (moved to skipped-{name}): {why}; " + (f"resuming from {Path(last).name}" if last else "no intact checkpoint: training from the start"), file=sys.stderr)
     return last
 
+# %% ../nbs/05_train.ipynb #ed9b5743
 RUN_FILES = ('checkpoint-*', 'skipped-checkpoint-*', 'metrics.json', 'metrics.jsonl', 'ift_config.yaml', 'curves.png', 'README.md', 'runs', '*.safetensors',
              'config.json', 'generation_config.json', 'adapter_config.json', 'tokenizer*', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.*')  # what a run writes
 
