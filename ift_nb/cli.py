@@ -15,7 +15,7 @@ from transformers import TextStreamer
 from pathlib import Path
 
 # %% ../nbs/11_cli.ipynb #68a550cd
-from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table, NAMED_BASES, base_recipe
+from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table, NAMED_BASES, base_recipe, finished_model_dir
 from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record, get_template
 from .train import TrainConfig, train, field_kind, export_run
 from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model, Decoding
@@ -286,7 +286,7 @@ def _add_eval_predict(sub):
 # %% ../nbs/11_cli.ipynb #435b7b0e
 def _run_template(model:str) -> str:
     "The template a run folder was trained with (its ift_config.yaml), else 'zh'."
-    cfg = Path(model)/'ift_config.yaml'
+    cfg = finished_model_dir(model, say=False)/'ift_config.yaml'  # mid-overwrite: the finished run's
     return TrainConfig.from_yaml(cfg).template if cfg.is_file() else 'zh'
 
 def cmd_chat(a, # the parsed command-line arguments

@@ -23,7 +23,7 @@ warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprec
 from transformers import Trainer, TrainerState, TrainingArguments, TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import rotate_checkpoints
-from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES, base_recipe
+from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES, base_recipe, PREVIOUS_RUN
 from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator, get_template, columns_problem
 from .augment import Augmenter, get_pool
@@ -551,14 +551,14 @@ def _run_files(out:Path) -> list[Path]: return sorted({p for pat in RUN_FILES fo
 
 def _set_aside(out:Path):
     "`--overwrite`, once the new run's data and model have loaded: the earlier run's files move into `.previous-run` (a half-done overwrite's files are removed, its finished run stays there)."
-    prev = out/'.previous-run'
+    prev = out/PREVIOUS_RUN
     if prev.exists(): return _remove(_run_files(out))
     prev.mkdir()
     for p in _run_files(out): put_in_place(p, prev/p.name)
 
 def _put_back(out:Path):
     "The overwrite failed: its files go, the earlier run comes back from `.previous-run`."
-    if not (prev := out/'.previous-run').is_dir(): return
+    if not (prev := out/PREVIOUS_RUN).is_dir(): return
     _remove(_run_files(out))
     for p in prev.iterdir(): put_in_place(p, out/p.name)
     prev.rmdir()
@@ -671,7 +671,7 @@ def train(cfg:TrainConfig|dict|str, # a config, a dict of config keys, or a YAML
         except BaseException:
             if first: _put_back(out)  # an overwrite that failed (or a stale one's leftovers): the earlier finished run comes back
             raise
-        if first: shutil.rmtree(out/'.previous-run', ignore_errors=True)  # finished: the run it replaced goes
+        if first: shutil.rmtree(out/PREVIOUS_RUN, ignore_errors=True)  # finished: the run it replaced goes
         return metrics
 
 # %% ../nbs/05_train.ipynb #db5bf8ea

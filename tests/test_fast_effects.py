@@ -2,10 +2,9 @@
 import random, pytest
 from dataclasses import replace
 from ift_nb.base import base_model_path, load_base, shared_data_dir
-from ift_nb.data import LABELS, RecordList, drop_overlap, load_shared, save_records
+from ift_nb.data import LABELS, RecordList, drop_overlap, load_shared
 from ift_nb.execute import evaluate_classification
-from ift_nb.train import TrainConfig
-from ift_nb.experiments import train_or_reuse, cue_reviews
+from ift_nb.experiments import finetune, cue_reviews
 
 pytestmark = pytest.mark.skipif(shared_data_dir() is None, reason='needs the shared data (../shared/data)')
 LABELS_ZH = list(LABELS['sentiment_zh'])
@@ -19,9 +18,7 @@ def reviews():
 def gain(train_recs, dev_recs, out) -> tuple[float, float]:
     "Dev accuracy of the tiny base before and after the augmentation chapter's fast fine-tuning run on `train_recs`."
     before = evaluate_classification(*load_base(base_model_path()), dev_recs, LABELS_ZH, max_length=128)['accuracy']
-    save_records(train_recs, out/'train.jsonl')
-    train_or_reuse(TrainConfig(model=str(base_model_path()), train=str(out/'train.jsonl'), labels=LABELS_ZH, output_dir=str(out/'model'),
-                               max_steps=60, batch_size=16, lr=3e-3, max_length=128, resume=False), reuse=False)
+    finetune(train_recs, base_model_path(), out, labels=LABELS_ZH, max_steps=60, batch_size=16, lr=3e-3, max_length=128)
     return before, evaluate_classification(*load_base(out/'model'), dev_recs, LABELS_ZH, max_length=128)['accuracy']
 
 def check_learned(before, after, margin=MARGIN):

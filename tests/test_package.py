@@ -216,7 +216,7 @@ def test_train_cli_resumes_after_kill(tmp_path):
     assert m['steps'] == ckpts[-1] + 10 and m['resumed_from'].endswith(f'checkpoint-{ckpts[-1]}'), (ckpts, m['steps'], m['resumed_from'])
 
 def test_overwrite_killed_keeps_the_finished_run(tmp_path):
-    "An `--overwrite` killed mid-training leaves the finished run it was replacing whole, in .previous-run; the next overwrite that finishes replaces it."
+    "An `--overwrite` killed mid-training leaves the finished run it was replacing whole, in .previous-run, where readers load it from; the next overwrite that finishes replaces it."
     import signal, time
     cfg, run = tmp_path/'c.yaml', tmp_path/'run'
     base = f"model: base\ntrain: embedded:sentiment\noutput_dir: {run}\nsave_steps: 5\nbatch_size: 4\nlogging_steps: 5\n"
@@ -229,6 +229,12 @@ def test_overwrite_killed_keeps_the_finished_run(tmp_path):
     while time.time() - t0 < 300 and not ((run/'.previous-run').is_dir() and list(run.glob('checkpoint-*/trainer_state.json'))): time.sleep(0.2)
     p.send_signal(signal.SIGKILL); p.wait()
     assert not (run/'metrics.json').exists() and {f: (run/'.previous-run'/f).read_bytes() for f in old} == old  # the old run, whole, set aside
+    r = ift_nb('eval', '--model', str(run), '--data', 'embedded:sentiment:zh', '--labels', '正面,负面', '--out', str(tmp_path/'m.json'))
+    assert r.returncode == 0 and 'an overwrite of this run has not finished' in r.stderr, r.stderr[-1500:]  # readers get the finished run, said so
+    from safetensors.torch import load_file
+    from ift_nb.base import load_model
+    sd, kept = load_model(run, device='cpu').state_dict(), load_file(run/'.previous-run'/'model.safetensors')
+    assert all((sd[k] == v).all() for k, v in kept.items())  # ... whose weights they load
     cfg.write_text(base + 'max_steps: 3\nseed: 2\n', encoding='utf-8')
     r = ift_nb('train', str(cfg), '--overwrite', env={'IFT_NB_QUIET': '1'})
     assert r.returncode == 0, r.stderr[-2000:]
