@@ -445,14 +445,16 @@ def provenance(seed=None, # the run's seed, when it has one
 def cached(path, # the JSON file that keeps the result (with its provenance)
            fn, # computes the result (JSON-serialisable) when the file is not there, or always under `fresh()`
            seed=None, # recorded in the provenance
+           sources=(), # result files `fn` only summarises (the cost of their runs is in them): named in the provenance, each must exist
           ):
     "`fn()`'s result, computed once and kept as JSON in `path` as `{result, provenance}` (wall time included); recomputed under `fresh()`."
     p = Path(path)
     if p.exists() and not fresh():
         d = json.loads(p.read_text(encoding='utf-8'))
         return d['result'] if isinstance(d, dict) and set(d) == {'result', 'provenance'} else d  # older files: the bare result
-    t = time.time(); res = fn()
-    doc = json.dumps(dict(result=res, provenance=provenance(seed, made_by=getattr(fn, '__qualname__', repr(fn)), wall_s=round(time.time() - t, 1))), ensure_ascii=False, indent=1)
+    if missing := [str(s) for s in sources if not Path(s).exists()]: raise FileNotFoundError(f"{p} is made from {missing}, which are not there")
+    t = time.time(); res = fn(); src = {'derived_from': [Path(s).name for s in sources]} if sources else {}
+    doc = json.dumps(dict(result=res, provenance=provenance(seed, made_by=getattr(fn, '__qualname__', repr(fn)), wall_s=round(time.time() - t, 1), **src)), ensure_ascii=False, indent=1)
     p.parent.mkdir(parents=True, exist_ok=True); write_atomic(p, doc)
     return json.loads(doc)['result']  # the same types as a later read (tuples become lists)
 

@@ -371,7 +371,8 @@ def test_results_are_data_with_their_provenance():
         assert set(d) == {'result', 'provenance'}, p.name
         prov = d['provenance']
         for k in ('commit', 'date', 'cpu', 'cores', 'torch', 'transformers', 'seed', 'made_by', 'wall_s'): assert k in prov, f"{p.name}: no {k}"
-        assert prov['commit'] and prov['wall_s'] >= 0 and prov['made_by'], p.name  # 0: a summary read from other results (sentiment_best)
+        assert prov['commit'] and prov['made_by'] and (prov['wall_s'] > 0 or prov.get('derived_from')), p.name  # no cost of its own: a summary of other results
+        for src in prov.get('derived_from', []): assert (p.parent/src).exists() and src != p.name, f"{p.name}: made from {src}, which is not in nbs/results"
     best = json.loads((ROOT/'nbs'/'results'/'sentiment_best.json').read_text(encoding='utf-8'))['result']
     assert {'accuracy', 'seeds', 'recipe'} <= set(best) and len(best['seeds']) == 3 and 0 < best['accuracy'] <= 1, best
     dom = ROOT/'nbs'/'results'/'sentiment_domains.json'
