@@ -18,7 +18,7 @@ from pathlib import Path
 from .base import base_model_path, pretrain_info, load_base, MODEL_SIZES, load_tokenizer, resolve_model, BaseModelError, md_table, NAMED_BASES, base_recipe, finished_model_dir
 from .data import DataError, load_records, load_data, save_records, tokenize_dataset, TEMPLATES, split_records, load_embedded, LABELS, Record, get_template
 from .train import TrainConfig, train, field_kind, export_run
-from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model, Decoding
+from .execute import evaluate_classification, evaluate_generation, generate, classify, int8_model, activation_ranges, smooth_for_int8, Decoding
 from .checks import check_values, check_references, writable_file, rules_of, RULES, not_an_input
 from .bench import BenchConfig, run_bench
 from .base import write_atomic
@@ -100,10 +100,15 @@ def _eval_records(a, answers=True):
     if not recs: raise DataError("no records to evaluate", a.data)
     return recs
 
-def _inference_model(a):
-    "The model and tokenizer `eval` and `predict` answer with: loaded on the default device, or on the CPU in int8 (`--int8`)."
+def _inference_model(a, recs=None, labels=None):
+    "The model and tokenizer that answer: on the default device, or on the CPU in int8 (`--int8`), smoothed first on the prompts of `recs` (SmoothQuant)."
     if not a.int8: return load_base(resolve_model(a.model))
     model, tok = load_base(resolve_model(a.model), device='cpu', dtype=torch.float32)
+    if recs:  # the ranges of the inputs it will answer (their answers are not read); chat has none
+        try:
+            model = smooth_for_int8(model, activation_ranges(model, tok, recs[:128], labels, a.template))
+            print(f"int8, smoothed on the prompts of {min(len(recs), 128)} records", file=sys.stderr)
+        except ValueError as e: print(f"int8 without smoothing: {e}", file=sys.stderr)
     return int8_model(model), tok
 
 def _decoding(a, generates:bool) -> dict:
@@ -125,7 +130,7 @@ def cmd_eval(a, # the parsed command-line arguments
     recs, labels = _eval_records(a), _labels(a.labels)  # the data before the model: a data error costs no model load
     if labels: check_references(recs, labels, a.data)
     dec = _decoding(a, generates=not labels or a.method == 'generate')
-    model, tok = _inference_model(a)
+    model, tok = _inference_model(a, recs, labels)
     if labels:
         r = evaluate_classification(model, tok, recs, labels, a.template, method=a.method, batch_size=a.batch_size, **dec)
         rows = [('accuracy', r['accuracy']), ('macro_f1', r['macro_f1']), ('unparsable', r['unparsable']), ('n', r['n'])]
@@ -144,7 +149,7 @@ def cmd_predict(a, # the parsed command-line arguments
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the predictions and nothing else
         recs, labels = _eval_records(a, answers=False), _labels(a.labels)
         dec = _decoding(a, generates=not labels)
-        model, tok = _inference_model(a)
+        model, tok = _inference_model(a, recs, labels)
         preds = (classify(model, tok, recs, labels, a.template, batch_size=a.batch_size) if labels
                  else generate(model, tok, recs, a.template, a.max_new_tokens, batch_size=a.batch_size, **dec))
     rows = [dict(line=_line(r, i), instruction=r.instruction, input=r.input, prediction=p, reference=r.output or None) for i, (r, p) in enumerate(zip(recs, preds))]
@@ -278,7 +283,7 @@ def _add_eval_predict(sub):
         e.add_argument('--max-new-tokens', type=int, default=64)
         e.add_argument('--lenient', action='store_true', help='skip bad rows (counted and reported)')
         e.add_argument('--out', default=None, help='write results (JSON) / predictions (JSONL) here')
-        e.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only): faster, answers may differ (measured in the throughput chapter)")
+        e.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only), smoothed first on the prompts of the first 128 records (SmoothQuant): faster, answers may differ (measured in the throughput chapter)")
         if name == 'eval': e.add_argument('--method', default='score', choices=['score', 'generate'])
         add_settings(e, Decoding)
         e.set_defaults(func=func)
@@ -316,7 +321,7 @@ def _add_chat(sub):
     c.add_argument('--template', default=None, choices=list(TEMPLATES), help="prompt template; default: the run's own (its ift_config.yaml), else zh")
     c.add_argument('--system', default=None, help='a system prompt (templates with a place for one: chat)')
     c.add_argument('--max-new-tokens', type=int, default=256)
-    c.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only)")
+    c.add_argument('--int8', action='store_true', help="the model's linear layers in int8 (CPU only; not smoothed: there are no records to measure)")
     add_settings(c, Decoding)
     c.set_defaults(func=cmd_chat)
 

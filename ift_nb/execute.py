@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['length_batches', 'stop_ids', 'generate', 'Decoding', 'repeated_ngrams', 'score_labels', 'answers_batch',
-           'score_labels_shared', 'classify', 'int8_model', 'parse_label', 'generate_and_parse', 'load_metric',
-           'evaluate_classification', 'evaluate_generation', 'plot_confusion', 'plot_before_after']
+           'score_labels_shared', 'classify', 'int8_model', 'activation_ranges', 'smooth_for_int8', 'parse_label',
+           'generate_and_parse', 'load_metric', 'evaluate_classification', 'evaluate_generation', 'plot_confusion',
+           'plot_before_after']
 
 # %% ../nbs/04_execute.ipynb #31ae55d9
 import os, copy, hashlib, functools, inspect, warnings
@@ -246,6 +247,80 @@ def int8_model(model, # a causal LM in fp32 on the CPU
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # PyTorch's notice that torchao will replace this API
         return quantize_dynamic(copy.deepcopy(model).eval(), names, dtype=torch.qint8)
+
+# %% ../nbs/04_execute.ipynb #5a0c0d02
+@torch.no_grad()
+def activation_ranges(model, # a causal LM
+                      tok, # its tokenizer
+                      records:list, # prompts like those it will answer (their answers are not read)
+                      labels:list[str]|None=None, # candidate answers, scored as in `score_labels_shared`; None: the prompts alone
+                      template='zh', # the template used in training
+                      max_length:int|None=512, # examples cut as in training
+                     ) -> dict:
+    "The largest |input| of every linear layer, channel by channel, while `records` are scored: the calibration of SmoothQuant."
+    ranges, hooks = {}, []
+    def hook(name):
+        def f(mod, args):
+            a = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0).float().cpu()
+            ranges[name] = torch.maximum(ranges[name], a) if name in ranges else a
+        return f
+    for n, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear): hooks.append(m.register_forward_pre_hook(hook(n)))
+    try:
+        if labels: score_labels_shared(model, tok, records, labels, template, max_length, progress=False)
+        else: generate(model, tok, records, template, max_new_tokens=1, max_prompt_length=max_length, progress=False)
+    finally:
+        for h in hooks: h.remove()
+    return ranges
+
+# %% ../nbs/04_execute.ipynb #5a0c0d04
+@torch.no_grad()
+def _fold_into_norm(norm, s):
+    "Make the RMSNorm `norm` return its output divided by `s`, through its weight (which multiplies as w, or as 1 + w in Gemma)."
+    x = torch.randn(4, s.numel(), generator=torch.Generator().manual_seed(0)); before = norm(x)  # a probe that leaves the global seed alone
+    w = norm.weight.clone(); norm.weight.zero_(); off = float(norm(x).abs().max() > 0)  # output left with a zero weight: 1 + w
+    norm.weight.copy_((w + off) / s - off)
+    if not torch.allclose(norm(x), before / s, rtol=1e-4, atol=1e-6): raise ValueError(f"cannot fold a scale into {type(norm).__name__}")
+
+def _has(obj, path):
+    "Whether `obj` has the attribute `path` (dotted)."
+    for a in path.split('.'): obj = getattr(obj, a, None)
+    return obj is not None
+
+@torch.no_grad()
+def _fold_into_rows(lin, s):
+    "Make the linear layer `lin` return its output divided by `s`."
+    lin.weight.div_(s[:, None])
+    if lin.bias is not None: lin.bias.div_(s)
+
+# %% ../nbs/04_execute.ipynb #5a0c0d07
+@torch.no_grad()
+def smooth_for_int8(model, # a causal LM with Llama-like layers (self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj)
+                    ranges:dict, # `activation_ranges` of this model
+                    alpha:float=0.5, # how much of the activations' range moves into the weights
+                   ):
+    "A copy of `model` computing the same function, with each linear layer's input range moved into its weights (SmoothQuant)."
+    parts = ('self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'input_layernorm')
+    layers = getattr(getattr(model, 'model', None), 'layers', None)
+    if not layers or not all(_has(L, p) for L in layers for p in parts): raise ValueError(f"smooth_for_int8 knows Llama-like layers ({', '.join(parts)}); {type(model).__name__} has none")
+    if lack := [n for n, l in model.named_modules() if isinstance(l, torch.nn.Linear) and n not in ranges and 'lm_head' not in n]:
+        raise ValueError(f"ranges lack {len(lack)} linear layer(s) of this model (first: {lack[0]}): measure them with `activation_ranges` on it")
+    m = copy.deepcopy(model).eval()
+    name, cfg = {mod: n for n, mod in m.named_modules()}, m.config.get_text_config()
+    g = cfg.num_attention_heads // cfg.num_key_value_heads
+    hd = getattr(cfg, 'head_dim', None) or cfg.hidden_size // cfg.num_attention_heads
+    def scale(x, w): return (x.clamp(min=1e-5) ** alpha / w.clamp(min=1e-5) ** (1 - alpha)).clamp(min=1e-5)
+    def wmax(*lins): return torch.stack([l.weight.abs().amax(0) for l in lins]).amax(0)  # per input channel
+    for L in m.model.layers:
+        a, f = L.self_attn, L.mlp
+        mlp_norm = L.pre_feedforward_layernorm if hasattr(L, 'pre_feedforward_layernorm') else L.post_attention_layernorm  # Gemma normalises after attention too
+        for norm, lins in ((L.input_layernorm, (a.q_proj, a.k_proj, a.v_proj)), (mlp_norm, (f.gate_proj, f.up_proj))):
+            s = scale(ranges[name[lins[0]]], wmax(*lins)); _fold_into_norm(norm, s)
+            for l in lins: l.weight.mul_(s)
+        s = scale(ranges[name[f.down_proj]], wmax(f.down_proj)); _fold_into_rows(f.up_proj, s); f.down_proj.weight.mul_(s)
+        s = scale(ranges[name[a.o_proj]].view(-1, g, hd).amax(1), wmax(a.o_proj).view(-1, g, hd).amax(1))  # (kv heads, head_dim)
+        _fold_into_rows(a.v_proj, s.flatten()); a.o_proj.weight.mul_(s[:, None].expand(-1, g, -1).flatten())
+    return m
 
 # %% ../nbs/04_execute.ipynb #ef0f1d62
 def parse_label(text:str, # a generated answer
