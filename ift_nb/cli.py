@@ -109,7 +109,7 @@ def _inference_model(a, recs=None, labels=None):
             model = smooth_for_int8(model, activation_ranges(model, tok, recs[:128], labels, a.template))
             print(f"int8, smoothed on the prompts of {min(len(recs), 128)} records", file=sys.stderr)
         except ValueError as e: print(f"int8 without smoothing: {e}", file=sys.stderr)
-    return int8_model(model), tok
+    return int8_model(model, inplace=True), tok  # the fp32 model is not needed after: no second copy
 
 def _decoding(a, generates:bool) -> dict:
     "The decoding options given (`Decoding`), as `generate`'s keyword arguments; an error where the command does not generate."

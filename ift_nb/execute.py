@@ -239,14 +239,15 @@ def classify(model, # a causal LM
 # %% ../nbs/04_execute.ipynb #a5663195
 def int8_model(model, # a causal LM in fp32 on the CPU
                keep:tuple=('lm_head',), # names of linear layers kept in fp32 (the output layer)
+               inplace:bool=False, # quantise `model` itself, freeing its fp32 linear weights, instead of a copy
               ):
-    "A copy of `model` for CPU inference with its linear layers (but `keep`) in dynamic int8, weights per output channel."
+    "`model` (a copy unless `inplace`) for CPU inference with its linear layers (but `keep`) in dynamic int8, weights per output channel."
     from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
     if model.device.type != 'cpu': raise ValueError(f"int8 inference runs on the CPU; the model is on {model.device}")
     names = {n: per_channel_dynamic_qconfig for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split('.')[-1] not in keep}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # PyTorch's notice that torchao will replace this API
-        return quantize_dynamic(copy.deepcopy(model).eval(), names, dtype=torch.qint8)
+        return quantize_dynamic((model if inplace else copy.deepcopy(model)).eval(), names, dtype=torch.qint8, inplace=True)
 
 # %% ../nbs/04_execute.ipynb #5a0c0d02
 @torch.no_grad()
