@@ -23,7 +23,7 @@ warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprec
 from transformers import Trainer, TrainerState, TrainingArguments, TrainerCallback, set_seed
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import rotate_checkpoints
-from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES, base_recipe, PREVIOUS_RUN
+from .base import load_base, load_model, load_tokenizer, resolve_model, use_cjk_font, trainer_args, quiet, put_in_place, write_atomic, check_finite, safetensors_problem, show_progress, md_table, NAMED_BASES, base_recipe, PREVIOUS_RUN, finished_model_dir
 from .objective import IGNORE_INDEX, answer_positions, answer_loss_at, keeps_logits
 from .data import load_data, drop_overlap, tokenize_dataset, Collator, DataError, pack_dataset, PackedCollator, get_template, columns_problem
 from .augment import Augmenter, get_pool
@@ -545,23 +545,36 @@ RUN_FILES = ('checkpoint-*', 'skipped-checkpoint-*', 'metrics.json', 'metrics.js
              'config.json', 'generation_config.json', 'adapter_config.json', 'tokenizer*', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.*')  # what a run writes
 
 def _remove(paths):
-    for p in paths: shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in sorted(paths, key=lambda p: p.name != 'metrics.json'):  # metrics.json first: from then on readers no longer take the folder for a finished run
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 def _run_files(out:Path) -> list[Path]: return sorted({p for pat in RUN_FILES for p in out.glob(pat)})
 
+def _link(src:Path, dest:Path):
+    "A second name for file or folder `src` at `dest` (hard links: no copy; a copy where the file system has none)."
+    def one(s, d):
+        try: os.link(s, d)
+        except OSError: shutil.copy2(s, d)
+    shutil.copytree(src, dest, copy_function=one) if src.is_dir() else one(src, dest)
+
 def _set_aside(out:Path):
-    "`--overwrite`, once the new run's data and model have loaded: the earlier run's files move into `.previous-run` (a half-done overwrite's files are removed, its finished run stays there)."
-    prev = out/PREVIOUS_RUN
-    if prev.exists(): return _remove(_run_files(out))
-    prev.mkdir()
-    for p in _run_files(out): put_in_place(p, prev/p.name)
+    "`--overwrite`, once the new run's data and model have loaded: the finished run moves into `.previous-run` in one rename (a half-done overwrite's files are removed, its finished run stays there)."
+    prev, part = out/PREVIOUS_RUN, out/f'{PREVIOUS_RUN}.partial'
+    shutil.rmtree(part, ignore_errors=True)  # a set-aside killed before its rename: the run is still whole in `out`
+    if finished_model_dir(out, say=False) == prev: return _remove(_run_files(out))
+    shutil.rmtree(prev, ignore_errors=True)  # a put-back killed after the run was whole in `out` again
+    part.mkdir()
+    for p in _run_files(out): _link(p, part/p.name)
+    part.rename(prev)  # the one step: until here the run is whole in `out`, from here in `.previous-run`
+    _remove(_run_files(out))
 
 def _put_back(out:Path):
     "The overwrite failed: its files go, the earlier run comes back from `.previous-run`."
     if not (prev := out/PREVIOUS_RUN).is_dir(): return
     _remove(_run_files(out))
-    for p in prev.iterdir(): put_in_place(p, out/p.name)
-    prev.rmdir()
+    for p in sorted(prev.iterdir(), key=lambda p: p.name == 'metrics.json'): _link(p, out/p.name)  # metrics.json last: the run is whole in `out` before readers take it from there
+    shutil.rmtree(prev)
+
 
 # %% ../nbs/05_train.ipynb #80300f80
 class MetricsFile(TrainerCallback):

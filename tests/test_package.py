@@ -225,8 +225,8 @@ def test_overwrite_killed_keeps_the_finished_run(tmp_path):
     old = {f: (run/f).read_bytes() for f in ('metrics.json', 'model.safetensors')}
     cfg.write_text(base + 'max_steps: 400\nseed: 1\n', encoding='utf-8')
     p = subprocess.Popen(['ift_nb', 'train', str(cfg), '--overwrite'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, 'IFT_NB_QUIET': '1'})
-    t0 = time.time()
-    while time.time() - t0 < 300 and not ((run/'.previous-run').is_dir() and list(run.glob('checkpoint-*/trainer_state.json'))): time.sleep(0.2)
+    t0 = time.time()  # killed once the old run is set aside and the new one has saved a checkpoint (the old checkpoint-5's links go after the set-aside)
+    while time.time() - t0 < 300 and not ((run/'.previous-run'/'metrics.json').is_file() and any(f.stat().st_mtime > t0 for f in run.glob('checkpoint-*/trainer_state.json'))): time.sleep(0.2)
     p.send_signal(signal.SIGKILL); p.wait()
     assert not (run/'metrics.json').exists() and {f: (run/'.previous-run'/f).read_bytes() for f in old} == old  # the old run, whole, set aside
     r = ift_nb('eval', '--model', str(run), '--data', 'embedded:sentiment:zh', '--labels', '正面,负面', '--out', str(tmp_path/'m.json'))
